@@ -1,0 +1,46 @@
+# Two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PG_URL ?= postgres://postgres@127.0.0.1:5432/smsdesk
+SQLITE_URL ?= sqlite:///smsdesk.sqlite3
+
+.PHONY: run install test test-sqlite test-postgres postgres chromium lint bench-smoke clean
+
+run: install
+	$(BIN)/smsdesk serve
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Both databases, every time.
+test: install chromium postgres
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: install
+	DATABASE_URL=$(SQLITE_URL) $(BIN)/pytest -p no:cacheprovider
+
+test-postgres: install postgres
+	DATABASE_URL=$(PG_URL) $(BIN)/pytest -p no:cacheprovider
+
+# The machines ship PostgreSQL; start it if it is stopped.
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@pg_isready -h 127.0.0.1 -p 5432
+
+# Browser tests drive Debian's Chromium through Playwright (no browser download).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+lint: install
+	$(BIN)/ruff check smsdesk tests bench
+	$(BIN)/ruff format --check smsdesk tests bench
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,312 @@
+"""MessageBird: Flow Builder "Forward to URL", the legacy SMS callback, and the REST send API.
+
+Field names, signing and error codes: shared providers.md §1–§5, taken from
+MessageBird's guides and official SDKs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from urllib.parse import parse_qsl
+
+import httpx
+import jwt
+from django.conf import settings
+from django.http import HttpRequest
+
+from smsdesk.lib import http
+from smsdesk.lib.phone import InvalidNumber, normalise_sender
+
+from .base import InboundSms, OutboundSms, ProviderError, WebhookRejected
+
+log = logging.getLogger(__name__)
+
+# Flow Builder sends the text three times under different names; the legacy
+# callback only as `body`.
+TEXT_FIELDS = ("payload", "body", "incomingMessage")
+ID_FIELDS = ("message_id", "id")
+TIME_FIELDS = ("createdDatetime", "currentTime")
+MAX_TEXT = 5000  # a concatenated SMS tops out near 1,600 characters
+MAX_ID = 128
+
+# The SDKs accept the HMAC-SHA2 family only; "none" must be refused.
+JWT_ALGORITHMS = ["HS256", "HS384", "HS512"]
+JWT_LEEWAY = 1  # seconds, as MessageBird's Python SDK
+
+_BROKEN_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+class SignatureInvalid(Exception):
+    pass
+
+
+def verify_signature_jwt(
+    token: str, signing_key: str, url: str, body: bytes, now: float | None = None
+) -> dict[str, object]:
+    """Check a MessageBird-Signature-JWT and return its claims (providers.md §4a)."""
+    now = time.time() if now is None else now
+    try:
+        claims = jwt.decode(
+            token,
+            signing_key.encode(),
+            algorithms=JWT_ALGORITHMS,
+            issuer="MessageBird",
+            # Time is checked below against `now`, so the official vectors
+            # can run at their own recorded moment without patching clocks.
+            options={"require": ["iss", "nbf", "exp"], "verify_exp": False, "verify_nbf": False},
+        )
+    except jwt.InvalidTokenError as exc:
+        raise SignatureInvalid(f"invalid jwt: {exc}") from exc
+    if not isinstance(claims.get("nbf"), int | float) or not isinstance(claims.get("exp"), int | float):
+        raise SignatureInvalid("invalid jwt: nbf and exp must be numbers")
+    if now < claims["nbf"] - JWT_LEEWAY:
+        raise SignatureInvalid("invalid jwt: claim nbf is in the future")
+    if now > claims["exp"] + JWT_LEEWAY:
+        raise SignatureInvalid("invalid jwt: claim exp is in the past")
+    if not _hash_matches(claims.get("url_hash"), url.encode()):
+        raise SignatureInvalid("invalid jwt: claim url_hash is invalid")
+    payload_hash = claims.get("payload_hash")
+    if body and payload_hash is None:
+        raise SignatureInvalid("invalid jwt: claim payload_hash is not set but payload is present")
+    if not body and payload_hash is not None:
+        raise SignatureInvalid("invalid jwt: claim payload_hash is set but actual payload is missing")
+    if body and not _hash_matches(payload_hash, body):
+        raise SignatureInvalid("invalid jwt: claim payload_hash is invalid")
+    return claims
+
+
+def _hash_matches(claimed: object, data: bytes) -> bool:
+    if not isinstance(claimed, str):
+        return False
+    return hmac.compare_digest(claimed.lower(), hashlib.sha256(data).hexdigest())
+
+
+def public_url(request: HttpRequest) -> str:
+    """The URL MessageBird called, as it signed it: public base + path + raw query."""
+    base = settings.SMSDESK_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"
+    query = request.META.get("QUERY_STRING", "")
+    return base + request.path + (f"?{query}" if query else "")
+
+
+def request_fields(request: HttpRequest) -> dict[str, str]:
+    """The request's parameters as one flat dict of strings, strictly decoded.
+
+    GET carries them in the query string; POST as JSON or a form. A POST with
+    an empty body falls back to the query string (legacy callbacks).
+    """
+    body = request.body
+    if request.method == "GET" or not body:
+        return _parse_form(request.META.get("QUERY_STRING", "").encode("latin-1"), "query string")
+    content_type = request.content_type or ""
+    if content_type == "application/json":
+        return _parse_json(body)
+    if content_type == "application/x-www-form-urlencoded":
+        return _parse_form(body, "form body")
+    raise WebhookRejected(
+        415, f"unsupported content type {content_type!r}: send JSON or a urlencoded form"
+    )
+
+
+def _parse_form(raw: bytes, where: str) -> dict[str, str]:
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise WebhookRejected(400, f"{where} has raw non-ASCII bytes; percent-encode them") from exc
+    if _BROKEN_PERCENT.search(text):
+        raise WebhookRejected(400, f"{where} has broken percent-encoding")
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise WebhookRejected(400, f"{where} is not valid UTF-8 once decoded") from exc
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if name in fields and fields[name] != value:
+            raise WebhookRejected(400, f"{name!r} is given twice with different values")
+        fields[name] = value
+    return fields
+
+
+def _parse_json(body: bytes) -> dict[str, str]:
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise WebhookRejected(400, "JSON body is not valid UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise WebhookRejected(400, f"JSON body does not parse: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise WebhookRejected(400, "JSON body must be an object")
+    fields: dict[str, str] = {}
+    for name, value in data.items():
+        if isinstance(value, str):
+            fields[name] = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            # MessageBird sends some numbers (recipient) as JSON numbers.
+            fields[name] = str(value)
+        elif value is None:
+            fields[name] = ""
+        elif name in ("originator", "recipient", *TEXT_FIELDS, *ID_FIELDS):
+            raise WebhookRejected(400, f"{name!r} must be a string, not {type(value).__name__}")
+    return fields
+
+
+def parse_fields(fields: Mapping[str, str], default_region: str | None = None) -> InboundSms:
+    """Turn Flow Builder or legacy-callback fields into an InboundSms, or reject them."""
+    originator = fields.get("originator", "").strip()
+    if not originator:
+        raise WebhookRejected(400, "missing originator (the customer's number)")
+    try:
+        sender = normalise_sender(originator, default_region)
+    except InvalidNumber as exc:
+        raise WebhookRejected(400, f"bad originator: {exc}") from exc
+    text = next((fields[name] for name in TEXT_FIELDS if fields.get(name, "").strip()), "")
+    if not text:
+        raise WebhookRejected(400, "missing message text (payload, body or incomingMessage)")
+    if len(text) > MAX_TEXT:
+        raise WebhookRejected(400, f"message text of {len(text)} characters is not an SMS")
+    provider_id = next((fields[name].strip() for name in ID_FIELDS if fields.get(name, "").strip()), "")
+    if len(provider_id) > MAX_ID:
+        raise WebhookRejected(400, "message id is too long")
+    recipient = fields.get("recipient", "").strip()[:32]
+    return InboundSms(
+        sender=sender,
+        recipient=recipient,
+        text=text,
+        key=provider_id or _payload_key(fields),
+        sent_at=_first_time(fields),
+    )
+
+
+def _payload_key(fields: Mapping[str, str]) -> str:
+    # Flow Builder may send an empty message_id; the flow's run time
+    # (currentTime) still tells two identical texts apart.
+    parts = [fields.get(name, "") for name in ("originator", "recipient", "currentTime")]
+    parts.append(next((fields[name] for name in TEXT_FIELDS if fields.get(name)), ""))
+    return "sha256:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def _first_time(fields: Mapping[str, str]) -> datetime | None:
+    for name in TIME_FIELDS:
+        value = fields.get(name, "").strip()
+        if not value:
+            continue
+        try:
+            parsed = datetime.fromisoformat(value.replace(" ", "+"))
+        except ValueError:
+            continue
+        if parsed.tzinfo is not None:
+            return parsed
+    return None
+
+
+# MessageBird's REST error codes (providers.md §5, from the official SDKs).
+ERROR_CODES = {
+    2: "request not allowed (check the access key)",
+    9: "missing parameters",
+    10: "invalid parameters",
+    20: "not found",
+    21: "bad request",
+    25: "not enough balance",
+    98: "API endpoint not found",
+    99: "internal error at MessageBird",
+}
+
+
+class MessageBird:
+    name = "messagebird"
+
+    def __init__(
+        self,
+        access_key: str = "",
+        originator: str = "",
+        signing_key: str = "",
+        api_url: str = "https://rest.messagebird.com",
+        report_url: str = "",
+    ):
+        self.access_key = access_key
+        self.originator = originator
+        self.signing_key = signing_key
+        self.api_url = api_url.rstrip("/")
+        self.report_url = report_url
+
+    @classmethod
+    def from_settings(cls) -> MessageBird:
+        public = settings.SMSDESK_PUBLIC_URL
+        return cls(
+            access_key=settings.MESSAGEBIRD_ACCESS_KEY,
+            originator=settings.MESSAGEBIRD_ORIGINATOR,
+            signing_key=settings.MESSAGEBIRD_SIGNING_KEY,
+            api_url=settings.MESSAGEBIRD_API_URL,
+            report_url=f"{public}/webhooks/messagebird/status" if public else "",
+        )
+
+    def verify(self, request: HttpRequest) -> None:
+        token = request.headers.get("MessageBird-Signature-JWT", "")
+        if not token:
+            raise WebhookRejected(401, "missing MessageBird-Signature-JWT header")
+        try:
+            verify_signature_jwt(token, self.signing_key, public_url(request), request.body)
+        except SignatureInvalid as exc:
+            raise WebhookRejected(401, str(exc)) from exc
+
+    def parse_inbound(self, request: HttpRequest) -> InboundSms:
+        return parse_fields(request_fields(request), settings.SMSDESK_DEFAULT_REGION)
+
+    def send(self, sms: OutboundSms) -> str:
+        payload = {
+            "originator": self.originator,
+            "recipients": [sms.to],
+            "body": sms.body,
+            "datacoding": "auto",  # "plain" would silently replace accents and emoji
+            "reference": sms.reference,
+        }
+        if self.report_url:
+            payload["reportUrl"] = self.report_url
+        try:
+            response = http.client().post(
+                f"{self.api_url}/messages",
+                json=payload,
+                headers={"Authorization": f"AccessKey {self.access_key}", "Accept": "application/json"},
+            )
+        except httpx.TimeoutException as exc:
+            raise ProviderError(f"MessageBird did not answer in time ({exc.__class__.__name__})", permanent=False) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"could not reach MessageBird: {exc}", permanent=False) from exc
+        return self._message_id(response)
+
+    def _message_id(self, response: httpx.Response) -> str:
+        status = response.status_code
+        if status in (200, 201, 202):
+            try:
+                message_id = response.json()["id"]
+            except (ValueError, KeyError, TypeError) as exc:
+                # The message may well have gone out; retrying risks a duplicate
+                # text, but dropping it risks silence. Retry, as for a 5xx.
+                raise ProviderError("MessageBird accepted the message but sent no id", permanent=False) from exc
+            return str(message_id)
+        if status == 429:
+            raise ProviderError(
+                "MessageBird rate limit (429)",
+                permanent=False,
+                retry_after=http.parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status >= 500:
+            raise ProviderError(f"MessageBird is unavailable (HTTP {status})", permanent=False)
+        raise ProviderError(f"MessageBird refused the message: {self._describe(response)}", permanent=True)
+
+    @staticmethod
+    def _describe(response: httpx.Response) -> str:
+        try:
+            errors = response.json()["errors"]
+            first = errors[0]
+            description = first.get("description") or ERROR_CODES.get(first.get("code"), "")
+            parameter = f" ({first['parameter']})" if first.get("parameter") else ""
+            return f"{description}{parameter} [code {first.get('code')}, HTTP {response.status_code}]"
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return f"HTTP {response.status_code}"

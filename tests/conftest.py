@@ -1,0 +1,65 @@
+"""Shared test fixtures. Tests run on whichever database DATABASE_URL names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from smsdesk.desk import worker
+
+
+@pytest.fixture(autouse=True)
+def demo_settings(settings: object) -> Iterator[None]:
+    """Every test starts in demo mode with the simulator, whatever the shell has set.
+
+    The API URL points at a closed local port, so a test that forgets to
+    start the fake MessageBird server fails fast instead of leaving the machine.
+    """
+    settings.PRODUCTION = False  # type: ignore[attr-defined]
+    settings.SMSDESK_ENV = "demo"  # type: ignore[attr-defined]
+    settings.SMSDESK_PROVIDER = "simulator"  # type: ignore[attr-defined]
+    settings.MESSAGEBIRD_ACCESS_KEY = ""  # type: ignore[attr-defined]
+    settings.MESSAGEBIRD_ORIGINATOR = ""  # type: ignore[attr-defined]
+    settings.MESSAGEBIRD_SIGNING_KEY = ""  # type: ignore[attr-defined]
+    settings.MESSAGEBIRD_API_URL = "http://127.0.0.1:9"  # type: ignore[attr-defined]
+    settings.SMSDESK_WEBHOOK_TOKEN = ""  # type: ignore[attr-defined]
+    settings.SMSDESK_PUBLIC_URL = ""  # type: ignore[attr-defined]
+    settings.SMSDESK_DEFAULT_REGION = None  # type: ignore[attr-defined]
+    yield
+
+
+@pytest.fixture
+def agent(db: None):  # type: ignore[no-untyped-def]
+    return get_user_model().objects.create_user("agent", password="correct horse battery")
+
+
+@pytest.fixture
+def agent_client(client, agent):  # type: ignore[no-untyped-def]
+    client.force_login(agent)
+    return client
+
+
+def on_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL's parallel transactions; runs in the PostgreSQL pass")
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)
+
+
+def drain() -> int:
+    """Run the worker until it finds nothing to do; return how many items it handled."""
+    total = 0
+    while done := worker.run_once():
+        total += done
+    return total
