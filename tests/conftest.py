@@ -28,6 +28,8 @@ def demo_settings(settings: object) -> Iterator[None]:
     settings.SMSDESK_WEBHOOK_TOKEN = ""  # type: ignore[attr-defined]
     settings.SMSDESK_PUBLIC_URL = ""  # type: ignore[attr-defined]
     settings.SMSDESK_DEFAULT_REGION = None  # type: ignore[attr-defined]
+    # A deliberately slow password hash has no place in tests.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
     yield
 
 
