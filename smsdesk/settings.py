@@ -105,7 +105,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file, not Django's in-memory default, so that threads and
     # processes in the concurrency tests share one database the real way.
     DATABASES["default"]["TEST"] = {
-        "NAME": env("SMSDESK_TEST_SQLITE") or str(Path(tempfile.gettempdir()) / "smsdesk-test.sqlite3")
+        "NAME": env("SMSDESK_TEST_SQLITE")
+        or str(Path(tempfile.gettempdir()) / "smsdesk-test.sqlite3")
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -140,9 +141,9 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = PRODUCTION and SMSDESK_PUBLIC_URL.startswith("https://")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool(
-    "SMSDESK_BEHIND_PROXY"
-) else None
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SMSDESK_BEHIND_PROXY") else None
+)
 
 # Webhook bodies are a few hundred bytes; anything near this is not an SMS.
 SMSDESK_WEBHOOK_MAX_BYTES = 64 * 1024

@@ -12,7 +12,11 @@ urlpatterns = [
     path("webhook", webhooks.messagebird_inbound, name="webhook"),
     path("webhook/<str:token>", webhooks.messagebird_inbound, name="webhook-token"),
     path("webhooks/messagebird", webhooks.messagebird_inbound, name="webhook-messagebird"),
-    path("webhooks/messagebird/<str:token>", webhooks.messagebird_inbound, name="webhook-messagebird-token"),
+    path(
+        "webhooks/messagebird/<str:token>",
+        webhooks.messagebird_inbound,
+        name="webhook-messagebird-token",
+    ),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin", RedirectView.as_view(pattern_name="desk:inbox", permanent=False)),

@@ -53,7 +53,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
         return
-    skip = pytest.mark.skip(reason="needs PostgreSQL's parallel transactions; runs in the PostgreSQL pass")
+    skip = pytest.mark.skip(
+        reason="needs PostgreSQL's parallel transactions; runs in the PostgreSQL pass"
+    )
     for item in items:
         if "postgres_only" in item.keywords:
             item.add_marker(skip)

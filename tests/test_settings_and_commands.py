@@ -48,7 +48,11 @@ def test_an_access_key_needs_an_originator(settings) -> None:  # type: ignore[no
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESSAGEBIRD_", "SMSDESK_", "DJANGO_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MESSAGEBIRD_", "SMSDESK_", "DJANGO_"))
+    }
     env["DATABASE_URL"] = f"sqlite:///{tmp_path}/desk.sqlite3"
     env.update(extra)
     return env
@@ -64,15 +68,29 @@ def test_serve_refuses_to_start_in_production_and_says_what_is_missing(tmp_path:
         timeout=60,
     )
     assert result.returncode != 0
-    for name in ("SMSDESK_SECRET_KEY", "MESSAGEBIRD_SIGNING_KEY", "SMSDESK_WEBHOOK_TOKEN", "MESSAGEBIRD_ACCESS_KEY"):
+    for name in (
+        "SMSDESK_SECRET_KEY",
+        "MESSAGEBIRD_SIGNING_KEY",
+        "SMSDESK_WEBHOOK_TOKEN",
+        "MESSAGEBIRD_ACCESS_KEY",
+    ):
         assert name in result.stderr
-    assert not (tmp_path / "desk.sqlite3").exists() or "Created the first agent" not in result.stdout
+    assert (
+        not (tmp_path / "desk.sqlite3").exists() or "Created the first agent" not in result.stdout
+    )
 
 
 def test_a_dot_env_file_is_read_like_the_samples_env_example(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("MESSAGEBIRD_ACCESS_KEY=test_from_dotenv\nMESSAGEBIRD_ORIGINATOR=+3197010254321\n")
+    (tmp_path / ".env").write_text(
+        "MESSAGEBIRD_ACCESS_KEY=test_from_dotenv\nMESSAGEBIRD_ORIGINATOR=+3197010254321\n"
+    )
     result = subprocess.run(
-        [*SMSDESK, "shell", "-c", "from django.conf import settings; print(settings.SMSDESK_PROVIDER, settings.MESSAGEBIRD_ACCESS_KEY)"],
+        [
+            *SMSDESK,
+            "shell",
+            "-c",
+            "from django.conf import settings; print(settings.SMSDESK_PROVIDER, settings.MESSAGEBIRD_ACCESS_KEY)",
+        ],
         cwd=tmp_path,
         env=clean_env(tmp_path),
         capture_output=True,
@@ -86,6 +104,8 @@ def test_a_dot_env_file_is_read_like_the_samples_env_example(tmp_path: Path) -> 
 @pytest.mark.django_db
 def test_createsuperuser_works_without_prompts(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-good-long-password")
-    call_command("createsuperuser", "--noinput", "--username", "lead", "--email", "lead@example.com")
+    call_command(
+        "createsuperuser", "--noinput", "--username", "lead", "--email", "lead@example.com"
+    )
     user = get_user_model().objects.get(username="lead")
     assert user.is_superuser and user.check_password("a-good-long-password")

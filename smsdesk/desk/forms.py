@@ -19,4 +19,6 @@ class ReplyForm(forms.Form):
 
 class SimulatorForm(forms.Form):
     phone = forms.CharField(label="Your number", max_length=32)
-    text = forms.CharField(label="Message", max_length=MAX_SMS_CHARS, widget=forms.Textarea(attrs={"rows": 2}))
+    text = forms.CharField(
+        label="Message", max_length=MAX_SMS_CHARS, widget=forms.Textarea(attrs={"rows": 2})
+    )

@@ -29,7 +29,9 @@ class ReplyRefused(Exception):
 
 
 class Contact(models.Model):
-    phone = models.CharField(max_length=32, unique=True, help_text="E.164, or an alphanumeric sender id.")
+    phone = models.CharField(
+        max_length=32, unique=True, help_text="E.164, or an alphanumeric sender id."
+    )
     name = models.CharField(max_length=100, blank=True)
     opted_out_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(default=timezone.now)
@@ -88,7 +90,9 @@ class Ticket(models.Model):
                 return ticket, False
             try:
                 with transaction.atomic():
-                    return cls.objects.create(ref=new_ref(), contact=contact, created=at, last_message_at=at), True
+                    return cls.objects.create(
+                        ref=new_ref(), contact=contact, created=at, last_message_at=at
+                    ), True
             except IntegrityError:
                 continue  # another worker opened it, or (rarely) the ref was taken
         raise RuntimeError(f"could not open a ticket for contact {contact.pk}")
@@ -104,7 +108,9 @@ class Ticket(models.Model):
         if not body:
             raise ReplyRefused("The reply is empty.")
         if not self.contact.can_receive_sms:
-            raise ReplyRefused(f"{self.contact.phone} is a sender name, not a number: it cannot receive SMS.")
+            raise ReplyRefused(
+                f"{self.contact.phone} is a sender name, not a number: it cannot receive SMS."
+            )
         message = Message.queue(self, body, author=author)
         self.touch(message.created)
         return message
@@ -178,7 +184,9 @@ class Message(models.Model):
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    event = models.OneToOneField(InboundEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    event = models.OneToOneField(
+        InboundEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     provider = models.CharField(max_length=32, blank=True)
     provider_message_id = models.CharField(max_length=200, blank=True)
     # Outbox columns, used by outbound messages only.
@@ -238,13 +246,17 @@ class Message(models.Model):
         with transaction.atomic():
             due = (
                 cls.objects.select_for_update(skip_locked=True)
-                .filter(status__in=[cls.Status.QUEUED, cls.Status.SENDING], next_attempt_at__lte=now)
+                .filter(
+                    status__in=[cls.Status.QUEUED, cls.Status.SENDING], next_attempt_at__lte=now
+                )
                 .order_by("next_attempt_at", "id")
                 .values_list("id", flat=True)[:limit]
             )
             ids = list(due)
             cls.objects.filter(id__in=ids).update(
-                status=cls.Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=now + cls.LEASE
+                status=cls.Status.SENDING,
+                attempts=F("attempts") + 1,
+                next_attempt_at=now + cls.LEASE,
             )
         return list(cls.objects.filter(id__in=ids).select_related("ticket__contact").order_by("id"))
 

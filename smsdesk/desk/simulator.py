@@ -37,7 +37,11 @@ def phone(request: HttpRequest) -> HttpResponse:
     except InvalidNumber:
         number = random_number()
     form = SimulatorForm(initial={"phone": number})
-    return render(request, "desk/simulator.html", {"form": form, "phone": number, "thread": thread_for(number)})
+    return render(
+        request,
+        "desk/simulator.html",
+        {"form": form, "phone": number, "thread": thread_for(number)},
+    )
 
 
 @require_POST
@@ -45,7 +49,9 @@ def send(request: HttpRequest) -> HttpResponse:
     require_simulator()
     form = SimulatorForm(request.POST)
     if not form.is_valid():
-        return render(request, "desk/simulator.html", {"form": form, "phone": "", "thread": []}, status=400)
+        return render(
+            request, "desk/simulator.html", {"form": form, "phone": "", "thread": []}, status=400
+        )
     # The same fields a MessageBird Flow Builder webhook carries, through the
     # same parser and journal: what works here works for a real number.
     fields = {
@@ -59,8 +65,12 @@ def send(request: HttpRequest) -> HttpResponse:
         sms = parse_fields(fields, settings.SMSDESK_DEFAULT_REGION)
     except WebhookRejected as exc:
         form.add_error(None, exc.reason)
-        return render(request, "desk/simulator.html", {"form": form, "phone": "", "thread": []}, status=400)
-    InboundEvent.record("simulator", sms, {"method": "POST", "path": request.path, "fields": fields})
+        return render(
+            request, "desk/simulator.html", {"form": form, "phone": "", "thread": []}, status=400
+        )
+    InboundEvent.record(
+        "simulator", sms, {"method": "POST", "path": request.path, "fields": fields}
+    )
     request.session["simulator_phone"] = sms.sender
     messages.success(request, "Sent.")
     return redirect(reverse("simulator:phone") + f"?phone={sms.sender}")
@@ -77,7 +87,14 @@ def thread_for(number: str) -> list[dict[str, object]]:
         status__in=[Message.Status.SENT, Message.Status.DELIVERED],
     )
     for message in outbound:
-        texts.append({"mine": False, "body": message.body, "at": message.sent_at or message.created, "status": ""})
+        texts.append(
+            {
+                "mine": False,
+                "body": message.body,
+                "at": message.sent_at or message.created,
+                "status": "",
+            }
+        )
     texts.sort(key=lambda text: text["at"])  # type: ignore[arg-type, return-value]
     return texts
 

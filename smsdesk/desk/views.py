@@ -15,7 +15,11 @@ from .forms import ReplyForm
 from .models import Message, ReplyRefused, Ticket
 
 PAGE_SIZE = 25
-STATUS_FILTERS = {"open": Q(status=Ticket.Status.OPEN), "closed": Q(status=Ticket.Status.CLOSED), "all": Q()}
+STATUS_FILTERS = {
+    "open": Q(status=Ticket.Status.OPEN),
+    "closed": Q(status=Ticket.Status.CLOSED),
+    "all": Q(),
+}
 
 
 def get_ticket(ref: str) -> Ticket:

@@ -38,7 +38,9 @@ def process_inbound(limit: int = BATCH) -> int:
                     receive(event)
             except Exception as exc:  # noqa: BLE001 - any bug must leave the event visible, not lost
                 log.exception("could not thread inbound event %s", event.pk)
-                InboundEvent.objects.filter(pk=event.pk).update(error=f"{type(exc).__name__}: {exc}")
+                InboundEvent.objects.filter(pk=event.pk).update(
+                    error=f"{type(exc).__name__}: {exc}"
+                )
     return len(events)
 
 
@@ -55,7 +57,9 @@ def send_due(limit: int = BATCH) -> int:
         return 0
     provider = providers.outbound()
     for message in messages:
-        sms = OutboundSms(to=message.ticket.contact.phone, body=message.body, reference=str(message.uuid))
+        sms = OutboundSms(
+            to=message.ticket.contact.phone, body=message.body, reference=str(message.uuid)
+        )
         try:
             provider_id = provider.send(sms)
         except ProviderError as exc:
@@ -66,7 +70,12 @@ def send_due(limit: int = BATCH) -> int:
                 delay = backoff(message.attempts)
                 if exc.retry_after is not None:
                     delay = max(delay, timedelta(seconds=exc.retry_after))
-                log.info("message %s will be retried in %.0f s: %s", message.uuid, delay.total_seconds(), exc)
+                log.info(
+                    "message %s will be retried in %.0f s: %s",
+                    message.uuid,
+                    delay.total_seconds(),
+                    exc,
+                )
                 message.retry_later(str(exc), delay)
         else:
             message.mark_sent(provider.name, provider_id)

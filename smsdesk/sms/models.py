@@ -24,7 +24,9 @@ class InboundEvent(models.Model):
     sender = models.CharField(max_length=32)
     recipient = models.CharField(max_length=32, blank=True)
     text = models.TextField()
-    sent_at = models.DateTimeField(null=True, blank=True, help_text="When the provider says it was sent.")
+    sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the provider says it was sent."
+    )
     raw = models.JSONField(help_text="The request as it arrived, for audit and re-processing.")
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def text(sender: str, body: str, key: str) -> None:
-    InboundEvent.record("messagebird", InboundSms(sender=sender, recipient="", text=body, key=key), raw={})
+    InboundEvent.record(
+        "messagebird", InboundSms(sender=sender, recipient="", text=body, key=key), raw={}
+    )
 
 
 def thread(ticket: Ticket) -> list[tuple[str, str]]:
@@ -66,7 +68,9 @@ def test_it_orders_the_thread_by_arrival_not_by_processing() -> None:
     text("+31612345678", "second", "m2")
     first, second = InboundEvent.objects.order_by("id")
     # Arrival is the journal's received_at; make the second event arrive first.
-    InboundEvent.objects.filter(pk=second.pk).update(received_at=first.received_at - timedelta(seconds=5))
+    InboundEvent.objects.filter(pk=second.pk).update(
+        received_at=first.received_at - timedelta(seconds=5)
+    )
     drain()
     ticket = Ticket.objects.get()
     assert [body for direction, body in thread(ticket) if direction == "in"] == ["second", "first"]
@@ -103,7 +107,10 @@ def test_it_uses_the_configured_confirmation_text(settings) -> None:  # type: ig
     text("+31612345678", "Hello", "m1")
     drain()
     ticket = Ticket.objects.get()
-    assert ticket.messages.get(direction="out").body == f"We got it. Ref {ticket.ref}; reply here any time."
+    assert (
+        ticket.messages.get(direction="out").body
+        == f"We got it. Ref {ticket.ref}; reply here any time."
+    )
 
 
 def test_it_gives_refs_from_an_unambiguous_alphabet() -> None:
@@ -156,7 +163,9 @@ def test_a_failing_event_keeps_its_error_and_can_be_reprocessed(monkeypatch) -> 
 def test_reprocess_by_id_requeues_only_that_event(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     text("+31612345678", "Hello", "m1")
     text("+31687654321", "Other", "m2")
-    monkeypatch.setattr(Message, "queue", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(
+        Message, "queue", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
+    )
     drain()
     monkeypatch.undo()
     first = InboundEvent.objects.order_by("id").first()

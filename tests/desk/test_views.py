@@ -62,7 +62,9 @@ def test_the_inbox_pages_through_many_tickets_without_repeats(agent_client: Clie
     now = timezone.now()
     for n in range(60):
         # Ten share one timestamp, so the id must break the tie.
-        make_ticket(f"+316000001{n:02d}", f"R{n:05d}", last_message_at=now - timedelta(minutes=n // 10))
+        make_ticket(
+            f"+316000001{n:02d}", f"R{n:05d}", last_message_at=now - timedelta(minutes=n // 10)
+        )
     seen: list[str] = []
     url = "/admin/"
     while url:
@@ -86,7 +88,11 @@ def test_a_garbled_page_cursor_shows_the_first_page(agent_client: Client) -> Non
 def test_the_ticket_page_shows_the_whole_thread(agent_client: Client, agent) -> None:  # type: ignore[no-untyped-def]
     ticket = make_ticket()
     Message.objects.create(
-        ticket=ticket, direction="out", body="We are on it", author=agent, status="failed",
+        ticket=ticket,
+        direction="out",
+        body="We are on it",
+        author=agent,
+        status="failed",
         last_error="MessageBird refused the message: no (correct) recipients found",
     )
     body = agent_client.get("/admin/tickets/K7F3QX").content.decode()
@@ -105,9 +111,13 @@ def test_an_unknown_or_malformed_ref_is_a_404(agent_client: Client, ref: str) ->
     assert not Message.objects.filter(direction="out").exists()
 
 
-def test_a_reply_is_queued_with_its_author_and_sent_by_the_worker(agent_client: Client, agent) -> None:  # type: ignore[no-untyped-def]
+def test_a_reply_is_queued_with_its_author_and_sent_by_the_worker(
+    agent_client: Client, agent
+) -> None:  # type: ignore[no-untyped-def]
     make_ticket()
-    response = agent_client.post("/admin/tickets/K7F3QX/reply", {"body": "  We shipped it today.  "})
+    response = agent_client.post(
+        "/admin/tickets/K7F3QX/reply", {"body": "  We shipped it today.  "}
+    )
     assert response.status_code == 302
     assert response["Location"] == "/admin/tickets/K7F3QX"
     reply = Message.objects.get(direction="out")
@@ -162,7 +172,9 @@ def test_an_agent_closes_and_reopens_a_ticket(agent_client: Client) -> None:
     assert ticket.status == "open"
 
 
-def test_reopening_when_a_newer_ticket_is_open_shows_an_error_not_a_500(agent_client: Client) -> None:
+def test_reopening_when_a_newer_ticket_is_open_shows_an_error_not_a_500(
+    agent_client: Client,
+) -> None:
     old = make_ticket(status=Ticket.Status.CLOSED)
     Ticket.objects.create(ref="NEWONE", contact=old.contact)
     response = agent_client.post("/admin/tickets/K7F3QX/reopen", follow=True)

@@ -8,7 +8,15 @@ from .base import InboundSms, OutboundSms, Provider, ProviderError, WebhookRejec
 from .messagebird import MessageBird
 from .simulator import Simulator
 
-__all__ = ["InboundSms", "OutboundSms", "Provider", "ProviderError", "WebhookRejected", "outbound", "get"]
+__all__ = [
+    "InboundSms",
+    "OutboundSms",
+    "Provider",
+    "ProviderError",
+    "WebhookRejected",
+    "outbound",
+    "get",
+]
 
 
 def get(name: str) -> Provider:

@@ -20,7 +20,9 @@ class Command(BaseCommand):
         failed = InboundEvent.objects.exclude(error="").filter(processed_at__isnull=True)
         if not ids and not all:
             for event in failed.order_by("id"):
-                self.stdout.write(f"{event.pk}\t{event.received_at:%Y-%m-%d %H:%M:%S}\t{event.sender}\t{event.error}")
+                self.stdout.write(
+                    f"{event.pk}\t{event.received_at:%Y-%m-%d %H:%M:%S}\t{event.sender}\t{event.error}"
+                )
             self.stdout.write(f"{failed.count()} failed event(s); re-queue with --all or by id.")
             return
         chosen = failed if all else failed.filter(pk__in=ids)

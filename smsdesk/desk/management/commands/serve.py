@@ -19,12 +19,18 @@ class Command(BaseCommand):
     help = "Run the desk: apply migrations, start the web app and the worker (port 8080)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all)")
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all)"
+        )
         parser.add_argument("--port", type=int, default=8080)
         parser.add_argument("--threads", type=int, default=8, help="web request threads")
-        parser.add_argument("--no-worker", action="store_true", help="web only; run `smsdesk worker` apart")
+        parser.add_argument(
+            "--no-worker", action="store_true", help="web only; run `smsdesk worker` apart"
+        )
 
-    def handle(self, *args: Any, host: str, port: int, threads: int, no_worker: bool, **options: Any) -> None:
+    def handle(
+        self, *args: Any, host: str, port: int, threads: int, no_worker: bool, **options: Any
+    ) -> None:
         import waitress
 
         from smsdesk.wsgi import application
@@ -70,5 +76,9 @@ class Command(BaseCommand):
             return
         password = secrets.token_urlsafe(9)
         users.objects.create_superuser("admin", "", password)
-        self.stdout.write(self.style.SUCCESS(f"Created the first agent. Sign in as admin / {password}"))
-        self.stdout.write("  (shown once; change it at /django-admin/ or with `smsdesk changepassword admin`)")
+        self.stdout.write(
+            self.style.SUCCESS(f"Created the first agent. Sign in as admin / {password}")
+        )
+        self.stdout.write(
+            "  (shown once; change it at /django-admin/ or with `smsdesk changepassword admin`)"
+        )
