@@ -41,6 +41,7 @@ chromium:
 lint: install
 	$(BIN)/ruff check smsdesk tests bench
 	$(BIN)/ruff format --check smsdesk tests bench
+	$(BIN)/mypy smsdesk
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

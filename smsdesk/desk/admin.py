@@ -6,13 +6,13 @@ from .models import Contact, Message, Ticket
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(admin.ModelAdmin[Contact]):
     list_display = ["phone", "name", "opted_out_at", "created"]
     search_fields = ["phone", "name"]
 
 
 @admin.register(Ticket)
-class TicketAdmin(admin.ModelAdmin):
+class TicketAdmin(admin.ModelAdmin[Ticket]):
     list_display = ["ref", "contact", "status", "assignee", "last_message_at"]
     list_filter = ["status"]
     search_fields = ["ref", "contact__phone"]
@@ -20,7 +20,7 @@ class TicketAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(admin.ModelAdmin[Message]):
     list_display = ["id", "ticket", "direction", "status", "attempts", "created"]
     list_filter = ["direction", "status"]
     raw_id_fields = ["ticket", "event"]

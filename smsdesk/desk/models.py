@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
@@ -102,7 +103,7 @@ class Ticket(models.Model):
         Ticket.objects.filter(pk=self.pk).update(last_message_at=Greatest(F("last_message_at"), at))
 
     @transaction.atomic
-    def reply(self, body: str, author: models.Model | None) -> Message:
+    def reply(self, body: str, author: AbstractBaseUser | None) -> Message:
         """Queue an SMS to the customer; the worker sends it after commit."""
         body = body.strip()
         if not body:
@@ -211,7 +212,9 @@ class Message(models.Model):
         return f"{self.direction} {self.body[:30]}"
 
     @classmethod
-    def queue(cls, ticket: Ticket, body: str, author: models.Model | None = None) -> Message:
+    def queue(
+        cls, ticket: Ticket, body: str, author: AbstractBaseUser | None = None
+    ) -> Message:
         now = timezone.now()
         message = cls.objects.create(
             ticket=ticket,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.contrib import messages
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
@@ -25,6 +26,13 @@ STATUS_FILTERS = {
 def get_ticket(ref: str) -> Ticket:
     """The one way agent views fetch a ticket: by its public ref, 404 otherwise."""
     return get_object_or_404(Ticket.objects.select_related("contact", "assignee"), ref=ref.upper())
+
+
+def signed_in(request: HttpRequest) -> AbstractBaseUser:
+    """The agent behind a @login_required view."""
+    user = request.user
+    assert isinstance(user, AbstractBaseUser), "only for views behind @login_required"
+    return user
 
 
 @login_required
@@ -90,7 +98,7 @@ def reply(request: HttpRequest, ref: str) -> HttpResponse:
     if not form.is_valid():
         return ticket(request, ref, form)
     try:
-        item.reply(form.cleaned_data["body"], author=request.user)
+        item.reply(form.cleaned_data["body"], author=signed_in(request))
     except ReplyRefused as exc:
         form.add_error("body", str(exc))
         return ticket(request, ref, form)

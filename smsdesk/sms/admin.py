@@ -8,7 +8,7 @@ from .models import InboundEvent
 
 
 @admin.register(InboundEvent)
-class InboundEventAdmin(admin.ModelAdmin):
+class InboundEventAdmin(admin.ModelAdmin[InboundEvent]):
     list_display = ["id", "provider", "sender", "received_at", "processed_at", "error"]
     list_filter = ["provider", ("processed_at", admin.EmptyFieldListFilter)]
     search_fields = ["sender", "key", "text"]

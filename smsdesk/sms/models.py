@@ -51,7 +51,7 @@ class InboundEvent(models.Model):
     @classmethod
     def record(cls, provider: str, sms: InboundSms, raw: dict[str, object]) -> None:
         """Store an accepted webhook; a duplicate delivery changes nothing."""
-        event = cls(
+        event = InboundEvent(
             provider=provider,
             key=sms.key,
             sender=sms.sender,
@@ -62,7 +62,7 @@ class InboundEvent(models.Model):
         )
         with transaction.atomic():
             # One INSERT … ON CONFLICT DO NOTHING: no exception, no savepoint.
-            cls.objects.bulk_create([event], ignore_conflicts=True)
+            InboundEvent.objects.bulk_create([event], ignore_conflicts=True)
             transaction.on_commit(wake_worker)
 
     @classmethod
