@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from django.contrib import messages
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.db.models import OuterRef, Q, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -16,6 +17,7 @@ from .forms import ReplyForm
 from .models import Message, ReplyRefused, Ticket
 
 PAGE_SIZE = 25
+REF_SHAPE = re.compile(r"[A-Za-z0-9]{1,12}")
 STATUS_FILTERS = {
     "open": Q(status=Ticket.Status.OPEN),
     "closed": Q(status=Ticket.Status.CLOSED),
@@ -25,6 +27,10 @@ STATUS_FILTERS = {
 
 def get_ticket(ref: str) -> Ticket:
     """The one way agent views fetch a ticket: by its public ref, 404 otherwise."""
+    # Refs are short and alphanumeric; anything else (a NUL byte, a path)
+    # never reaches the database.
+    if not REF_SHAPE.fullmatch(ref):
+        raise Http404("No such ticket.")
     return get_object_or_404(Ticket.objects.select_related("contact", "assignee"), ref=ref.upper())
 
 

@@ -38,7 +38,8 @@ def _to_e164(value: str, default_region: str | None) -> str:
     if not 3 <= len(digits) <= 15:
         raise InvalidNumber(f"{value[:40]!r} has {len(digits)} digits; a number has 3 to 15")
     if default_region and value.startswith("0") and not value.startswith("00"):
-        candidate, region = digits, default_region
+        # phonenumbers knows regions only in upper case ("NL", not "nl").
+        candidate, region = digits, default_region.upper()
     else:
         # International: "+31…", "0031…" or bare digits with the country code.
         international = digits.removeprefix("00") if value.startswith("00") else digits
