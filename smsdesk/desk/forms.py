@@ -20,5 +20,5 @@ class ReplyForm(forms.Form):
 class SimulatorForm(forms.Form):
     phone = forms.CharField(label="Your number", max_length=32)
     text = forms.CharField(
-        label="Message", max_length=MAX_SMS_CHARS, widget=forms.Textarea(attrs={"rows": 2})
+        label="Message", max_length=MAX_SMS_CHARS, widget=forms.Textarea(attrs={"rows": 1, "placeholder": "Text message"})
     )

@@ -263,8 +263,13 @@ class Message(models.Model):
             )
         return list(cls.objects.filter(id__in=ids).select_related("ticket__contact").order_by("id"))
 
+    def _this_claim(self) -> models.QuerySet[Message]:
+        # A worker whose lease ran out while it waited on the provider must
+        # not overwrite the outcome recorded by the worker that re-claimed it.
+        return Message.objects.filter(pk=self.pk, status=self.Status.SENDING, attempts=self.attempts)
+
     def mark_sent(self, provider: str, provider_message_id: str) -> None:
-        Message.objects.filter(pk=self.pk, status=self.Status.SENDING).update(
+        self._this_claim().update(
             status=self.Status.SENT,
             provider=provider,
             provider_message_id=provider_message_id,
@@ -274,11 +279,11 @@ class Message(models.Model):
         )
 
     def mark_failed(self, error: str) -> None:
-        Message.objects.filter(pk=self.pk, status=self.Status.SENDING).update(
+        self._this_claim().update(
             status=self.Status.FAILED, next_attempt_at=None, last_error=error
         )
 
     def retry_later(self, error: str, delay: timedelta) -> None:
-        Message.objects.filter(pk=self.pk, status=self.Status.SENDING).update(
+        self._this_claim().update(
             status=self.Status.QUEUED, next_attempt_at=timezone.now() + delay, last_error=error
         )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 import uuid
+from urllib.parse import urlencode
 
 from django.conf import settings
-from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -72,8 +72,7 @@ def send(request: HttpRequest) -> HttpResponse:
         "simulator", sms, {"method": "POST", "path": request.path, "fields": fields}
     )
     request.session["simulator_phone"] = sms.sender
-    messages.success(request, "Sent.")
-    return redirect(reverse("simulator:phone") + f"?phone={sms.sender}")
+    return redirect(reverse("simulator:phone") + "?" + urlencode({"phone": sms.sender}))
 
 
 def thread_for(number: str) -> list[dict[str, object]]:

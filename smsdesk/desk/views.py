@@ -63,7 +63,13 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 
 def with_last_message(tickets: QuerySet[Ticket]) -> QuerySet[Ticket]:
-    latest = Message.objects.filter(ticket=OuterRef("pk")).exclude(direction=Message.Direction.NOTE)
+    # The preview is the conversation: notes and automatic texts (the
+    # confirmation) would hide what the customer last said.
+    latest = (
+        Message.objects.filter(ticket=OuterRef("pk"))
+        .exclude(direction=Message.Direction.NOTE)
+        .exclude(direction=Message.Direction.OUT, author__isnull=True)
+    )
     latest = latest.order_by("-created", "-id")
     return tickets.annotate(
         last_body=Subquery(latest.values("body")[:1]),

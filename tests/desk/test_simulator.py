@@ -19,7 +19,7 @@ def test_a_text_from_the_simulator_opens_a_ticket_and_the_confirmation_shows_on_
         "/simulator/send", {"phone": "+31 6 1234 5678", "text": "My parcel is late"}
     )
     assert response.status_code == 302
-    assert response["Location"] == "/simulator/?phone=+31612345678"
+    assert response["Location"] == "/simulator/?phone=%2B31612345678"
     event = InboundEvent.objects.get()
     assert (event.provider, event.sender, event.text) == (
         "simulator",

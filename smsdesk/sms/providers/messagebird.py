@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 import httpx
@@ -62,9 +62,17 @@ def verify_signature_jwt(
             # can run at their own recorded moment without patching clocks.
             options={"require": ["iss", "nbf", "exp"], "verify_exp": False, "verify_nbf": False},
         )
+    except jwt.InvalidSignatureError as exc:
+        # The reasons below are the wording of MessageBird's SDKs and test vectors.
+        raise SignatureInvalid("invalid jwt: signature is invalid") from exc
+    except jwt.InvalidAlgorithmError as exc:
+        alg = _header_alg(token)
+        raise SignatureInvalid(f"invalid jwt: signing method {alg} is invalid") from exc
     except jwt.InvalidTokenError as exc:
         raise SignatureInvalid(f"invalid jwt: {exc}") from exc
-    if not isinstance(claims.get("nbf"), int | float) or not isinstance(claims.get("exp"), int | float):
+    if not isinstance(claims.get("nbf"), int | float) or not isinstance(
+        claims.get("exp"), int | float
+    ):
         raise SignatureInvalid("invalid jwt: nbf and exp must be numbers")
     if now < claims["nbf"] - JWT_LEEWAY:
         raise SignatureInvalid("invalid jwt: claim nbf is in the future")
@@ -76,10 +84,19 @@ def verify_signature_jwt(
     if body and payload_hash is None:
         raise SignatureInvalid("invalid jwt: claim payload_hash is not set but payload is present")
     if not body and payload_hash is not None:
-        raise SignatureInvalid("invalid jwt: claim payload_hash is set but actual payload is missing")
+        raise SignatureInvalid(
+            "invalid jwt: claim payload_hash is set but actual payload is missing"
+        )
     if body and not _hash_matches(payload_hash, body):
         raise SignatureInvalid("invalid jwt: claim payload_hash is invalid")
     return claims
+
+
+def _header_alg(token: str) -> str:
+    try:
+        return str(jwt.get_unverified_header(token).get("alg"))[:20]
+    except jwt.InvalidTokenError:
+        return "?"
 
 
 def _hash_matches(claimed: object, data: bytes) -> bool:
@@ -102,16 +119,33 @@ def request_fields(request: HttpRequest) -> dict[str, str]:
     an empty body falls back to the query string (legacy callbacks).
     """
     body = request.body
-    if request.method == "GET" or not body:
-        return _parse_form(request.META.get("QUERY_STRING", "").encode("latin-1"), "query string")
     content_type = request.content_type or ""
-    if content_type == "application/json":
-        return _parse_json(body)
-    if content_type == "application/x-www-form-urlencoded":
-        return _parse_form(body, "form body")
-    raise WebhookRejected(
-        415, f"unsupported content type {content_type!r}: send JSON or a urlencoded form"
-    )
+    if request.method == "GET" or not body:
+        query = request.META.get("QUERY_STRING", "").encode("latin-1")
+        fields = _parse_form(query, "query string")
+    elif content_type == "application/json":
+        fields = _parse_json(body)
+    elif content_type == "application/x-www-form-urlencoded":
+        fields = _parse_form(body, "form body")
+    else:
+        raise WebhookRejected(
+            415, f"unsupported content type {content_type!r}: send JSON or a urlencoded form"
+        )
+    _check_storable(fields)
+    return fields
+
+
+def _check_storable(fields: Mapping[str, str]) -> None:
+    # PostgreSQL text cannot hold NUL, and no database takes a lone surrogate
+    # (JSON "\ud800"): refused here as a 400, not a crash at INSERT.
+    for name, value in fields.items():
+        if "\x00" in name or "\x00" in value:
+            raise WebhookRejected(400, f"field {name[:40]!r} contains a NUL character")
+        try:
+            name.encode("utf-8")
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise WebhookRejected(400, f"field {name[:40]!r} is not valid UTF-8") from exc
 
 
 def _parse_form(raw: bytes, where: str) -> dict[str, str]:
@@ -140,6 +174,11 @@ def _parse_json(body: bytes) -> dict[str, str]:
         raise WebhookRejected(400, "JSON body is not valid UTF-8") from exc
     except json.JSONDecodeError as exc:
         raise WebhookRejected(400, f"JSON body does not parse: {exc.msg}") from exc
+    except (ValueError, RecursionError) as exc:
+        # An integer over Python's 4,300-digit limit, or nesting deeper than the stack.
+        raise WebhookRejected(
+            400, "JSON body does not parse: a number or nesting is too large"
+        ) from exc
     if not isinstance(data, dict):
         raise WebhookRejected(400, "JSON body must be an object")
     fields: dict[str, str] = {}
@@ -170,7 +209,9 @@ def parse_fields(fields: Mapping[str, str], default_region: str | None = None) -
         raise WebhookRejected(400, "missing message text (payload, body or incomingMessage)")
     if len(text) > MAX_TEXT:
         raise WebhookRejected(400, f"message text of {len(text)} characters is not an SMS")
-    provider_id = next((fields[name].strip() for name in ID_FIELDS if fields.get(name, "").strip()), "")
+    provider_id = next(
+        (fields[name].strip() for name in ID_FIELDS if fields.get(name, "").strip()), ""
+    )
     if len(provider_id) > MAX_ID:
         raise WebhookRejected(400, "message id is too long")
     recipient = fields.get("recipient", "").strip()[:32]
@@ -198,10 +239,12 @@ def _first_time(fields: Mapping[str, str]) -> datetime | None:
             continue
         try:
             parsed = datetime.fromisoformat(value.replace(" ", "+"))
-        except ValueError:
+            if parsed.tzinfo is None:
+                continue
+            # Year 1 or 9999 with an offset falls outside what a database stores.
+            return parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
             continue
-        if parsed.tzinfo is not None:
-            return parsed
     return None
 
 
@@ -272,10 +315,15 @@ class MessageBird:
             response = http.client().post(
                 f"{self.api_url}/messages",
                 json=payload,
-                headers={"Authorization": f"AccessKey {self.access_key}", "Accept": "application/json"},
+                headers={
+                    "Authorization": f"AccessKey {self.access_key}",
+                    "Accept": "application/json",
+                },
             )
         except httpx.TimeoutException as exc:
-            raise ProviderError(f"MessageBird did not answer in time ({exc.__class__.__name__})", permanent=False) from exc
+            raise ProviderError(
+                f"MessageBird did not answer in time ({exc.__class__.__name__})", permanent=False
+            ) from exc
         except httpx.HTTPError as exc:
             raise ProviderError(f"could not reach MessageBird: {exc}", permanent=False) from exc
         return self._message_id(response)
@@ -285,11 +333,18 @@ class MessageBird:
         if status in (200, 201, 202):
             try:
                 message_id = response.json()["id"]
-            except (ValueError, KeyError, TypeError) as exc:
-                # The message may well have gone out; retrying risks a duplicate
-                # text, but dropping it risks silence. Retry, as for a 5xx.
-                raise ProviderError("MessageBird accepted the message but sent no id", permanent=False) from exc
-            return str(message_id)
+            except (ValueError, KeyError, TypeError):
+                message_id = None
+            if isinstance(message_id, str | int) and str(message_id):
+                return str(message_id)
+            # MessageBird took the message, so it may well be on its way, and
+            # the same answer would come back on every retry: retrying would
+            # text the customer again and again. Fail it where an agent sees it.
+            raise ProviderError(
+                f"MessageBird accepted the message (HTTP {status}) but gave no message id; "
+                "not retried, as it may have been sent",
+                permanent=True,
+            )
         if status == 429:
             raise ProviderError(
                 "MessageBird rate limit (429)",
@@ -298,7 +353,9 @@ class MessageBird:
             )
         if status >= 500:
             raise ProviderError(f"MessageBird is unavailable (HTTP {status})", permanent=False)
-        raise ProviderError(f"MessageBird refused the message: {self._describe(response)}", permanent=True)
+        raise ProviderError(
+            f"MessageBird refused the message: {self._describe(response)}", permanent=True
+        )
 
     @staticmethod
     def _describe(response: httpx.Response) -> str:
@@ -307,6 +364,8 @@ class MessageBird:
             first = errors[0]
             description = first.get("description") or ERROR_CODES.get(first.get("code"), "")
             parameter = f" ({first['parameter']})" if first.get("parameter") else ""
-            return f"{description}{parameter} [code {first.get('code')}, HTTP {response.status_code}]"
+            return (
+                f"{description}{parameter} [code {first.get('code')}, HTTP {response.status_code}]"
+            )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return f"HTTP {response.status_code}"
