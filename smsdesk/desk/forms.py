@@ -20,5 +20,7 @@ class ReplyForm(forms.Form):
 class SimulatorForm(forms.Form):
     phone = forms.CharField(label="Your number", max_length=32)
     text = forms.CharField(
-        label="Message", max_length=MAX_SMS_CHARS, widget=forms.Textarea(attrs={"rows": 1, "placeholder": "Text message"})
+        label="Message",
+        max_length=MAX_SMS_CHARS,
+        widget=forms.Textarea(attrs={"rows": 1, "placeholder": "Text message"}),
     )

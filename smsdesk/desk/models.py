@@ -212,9 +212,7 @@ class Message(models.Model):
         return f"{self.direction} {self.body[:30]}"
 
     @classmethod
-    def queue(
-        cls, ticket: Ticket, body: str, author: AbstractBaseUser | None = None
-    ) -> Message:
+    def queue(cls, ticket: Ticket, body: str, author: AbstractBaseUser | None = None) -> Message:
         now = timezone.now()
         message = cls.objects.create(
             ticket=ticket,
@@ -266,7 +264,9 @@ class Message(models.Model):
     def _this_claim(self) -> models.QuerySet[Message]:
         # A worker whose lease ran out while it waited on the provider must
         # not overwrite the outcome recorded by the worker that re-claimed it.
-        return Message.objects.filter(pk=self.pk, status=self.Status.SENDING, attempts=self.attempts)
+        return Message.objects.filter(
+            pk=self.pk, status=self.Status.SENDING, attempts=self.attempts
+        )
 
     def mark_sent(self, provider: str, provider_message_id: str) -> None:
         self._this_claim().update(
@@ -279,9 +279,7 @@ class Message(models.Model):
         )
 
     def mark_failed(self, error: str) -> None:
-        self._this_claim().update(
-            status=self.Status.FAILED, next_attempt_at=None, last_error=error
-        )
+        self._this_claim().update(status=self.Status.FAILED, next_attempt_at=None, last_error=error)
 
     def retry_later(self, error: str, delay: timedelta) -> None:
         self._this_claim().update(

@@ -5,31 +5,57 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='InboundEvent',
+            name="InboundEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=32)),
-                ('key', models.CharField(help_text='Provider message id or payload hash.', max_length=200)),
-                ('sender', models.CharField(max_length=32)),
-                ('recipient', models.CharField(blank=True, max_length=32)),
-                ('text', models.TextField()),
-                ('sent_at', models.DateTimeField(blank=True, help_text='When the provider says it was sent.', null=True)),
-                ('raw', models.JSONField(help_text='The request as it arrived, for audit and re-processing.')),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(max_length=32)),
+                (
+                    "key",
+                    models.CharField(
+                        help_text="Provider message id or payload hash.", max_length=200
+                    ),
+                ),
+                ("sender", models.CharField(max_length=32)),
+                ("recipient", models.CharField(blank=True, max_length=32)),
+                ("text", models.TextField()),
+                (
+                    "sent_at",
+                    models.DateTimeField(
+                        blank=True, help_text="When the provider says it was sent.", null=True
+                    ),
+                ),
+                (
+                    "raw",
+                    models.JSONField(
+                        help_text="The request as it arrived, for audit and re-processing."
+                    ),
+                ),
+                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
             ],
             options={
-                'indexes': [models.Index(condition=models.Q(('error', ''), ('processed_at__isnull', True)), fields=['received_at', 'id'], name='inbound_event_pending')],
-                'constraints': [models.UniqueConstraint(fields=('provider', 'key'), name='inbound_event_once')],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("error", ""), ("processed_at__isnull", True)),
+                        fields=["received_at", "id"],
+                        name="inbound_event_pending",
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("provider", "key"), name="inbound_event_once")
+                ],
             },
         ),
     ]
