@@ -203,7 +203,9 @@ class Message(models.Model):
             models.Index(fields=["ticket", "created", "id"], name="message_thread"),
             models.Index(
                 fields=["next_attempt_at"],
-                condition=Q(status__in=["queued", "sending"]),
+                # Exactly the queued and sending rows (sent and failed clear
+                # the field); a status IN (...) condition SQLite would not use.
+                condition=Q(next_attempt_at__isnull=False),
                 name="message_outbox_due",
             ),
         ]
