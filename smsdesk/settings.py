@@ -111,8 +111,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": env("SMSDESK_TEST_SQLITE")
         or str(Path(tempfile.gettempdir()) / "smsdesk-test.sqlite3")
     }
-else:
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# No CONN_HEALTH_CHECKS: it costs a SELECT 1 round trip at the start of every
+# request, doubling a webhook's queries. A connection that died (database
+# restart) fails one request with a 500, which the provider retries, and
+# Django closes it at the end of that request.
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

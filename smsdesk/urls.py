@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 from smsdesk.sms import views as webhooks
 
 urlpatterns = [
+    path("healthz", webhooks.healthz, name="healthz"),
     path("", RedirectView.as_view(pattern_name="desk:inbox", permanent=False)),
     # The sample's inbound path, and a provider-named alias; the token forms
     # are for Flow Builder setups that cannot sign their requests.

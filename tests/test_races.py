@@ -37,7 +37,7 @@ WAIT = 60.0  # seconds; a bound on every wait, never a pass/fail threshold
 class WideBacklogServer(ThreadedWSGIServer):
     # Django's test server listens with a backlog of 10, and the kernel resets
     # connects beyond it: 50 at once would test the backlog, not the desk.
-    # (`smsdesk serve` runs waitress, which listens with a backlog of 1024.)
+    # (`smsdesk serve` runs granian, which listens with a backlog of 1024.)
     request_queue_size = 256
 
 

@@ -1,0 +1,134 @@
+"""`smsdesk serve`'s process model: web processes plus a worker, all stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMSDESK = REPO / ".venv" / "bin" / "smsdesk"
+WAIT = 30.0  # seconds; a bound on every wait, never a pass/fail threshold
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"smsdesk exited with {proc.returncode} while waiting for {what}")
+        time.sleep(0.1)
+    pytest.fail(f"gave up after {WAIT:.0f} s waiting for {what}")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below pid, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(stat[1]), []).append(int(entry))
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.add(child)
+            stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_serve_runs_web_processes_and_a_worker_and_sigterm_stops_them_all(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "desk.sqlite3"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSDESK_", "MESSAGEBIRD_"))}
+    env.update(DATABASE_URL=f"sqlite:///{path}", PYTHONUNBUFFERED="1")
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(SMSDESK), "serve", "--port", str(port), "--workers", "2", "--threads", "2"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    children: set[int] = set()
+    try:
+        wait_for("the desk to answer", lambda: answers(url), proc)
+        children = descendants(proc.pid)
+        # Two web processes and the worker, at least.
+        assert len(children) >= 3, children
+
+        health = httpx.get(url + "/healthz", timeout=WAIT)
+        assert (health.status_code, health.text) == (200, "ok")
+        form = {"originator": "+31612345678", "payload": "Where is my parcel?", "id": "serve-1"}
+        webhook = httpx.post(url + "/webhook", data=form, timeout=WAIT)
+        assert (webhook.status_code, webhook.text) == (200, "OK")
+
+        def threaded() -> bool:
+            db = sqlite3.connect(path, timeout=WAIT)
+            try:
+                return bool(
+                    db.execute(
+                        "SELECT 1 FROM desk_message WHERE direction = 'out' AND status = 'sent'"
+                    ).fetchall()
+                )
+            finally:
+                db.close()
+
+        wait_for("the text to be threaded and confirmed", threaded, proc)
+
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=WAIT)
+        output = log.read_text(errors="replace")
+        assert proc.returncode == 0, output
+        assert "smsdesk stopped" in output
+        assert "Traceback" not in output, output
+        assert output.count("Created the first agent") == 1
+        deadline = time.monotonic() + WAIT
+        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in children if alive(pid)], output
+    finally:
+        for pid in [proc.pid, *children]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.wait(timeout=WAIT)
