@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/smsdesk
 SQLITE_URL ?= sqlite:///smsdesk.sqlite3
 
-.PHONY: run install test test-sqlite test-postgres postgres chromium lint bench-smoke clean
+.PHONY: run install test test-sqlite test-postgres postgres chromium wrk lint bench-smoke clean
 
 run: install
 	$(BIN)/smsdesk serve
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Lint and types, then both databases, every time.
-test: install chromium postgres
+test: install chromium wrk postgres
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
@@ -35,6 +35,10 @@ postgres:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	@pg_isready -h 127.0.0.1 -p 5432
 
+# The benchmarks' load generator (the bench smoke test runs it).
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
@@ -43,6 +47,12 @@ lint: install
 	$(BIN)/ruff check smsdesk tests bench
 	$(BIN)/ruff format --check smsdesk tests bench
 	$(BIN)/mypy smsdesk
+
+# A seconds-long run of every benchmark on SQLite, to keep bench/ working; it
+# checks that nothing acknowledged is lost, not how fast (docs/performance.md).
+# wrk is the load generator: a C event loop leaves the 2 cores to the server.
+bench-smoke: install wrk
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,249 +1,219 @@
-"""Ingest benchmark: how fast `smsdesk serve` acknowledges webhooks and threads them.
+"""Ingest benchmark: how many signed webhooks `smsdesk serve` acknowledges per second.
 
-Starts the real desk as a subprocess on a free port and a fresh database,
-fires N webhooks over loopback from a pool of threads (one httpx.Client
-each), prints acknowledged webhooks/s with p50/p99 latency, then polls the
-journal until the worker has threaded every event and prints events/s end
-to end. See bench/README.md.
+For each database and each number of tickets already stored, starts the real
+desk on a fresh database and, at each concurrency, measures the same server's
+trivial response (GET /healthz: the machine's ceiling), then replays signed
+webhooks with wrk: new numbers (a ticket each) and one existing ticket. After
+every run it counts the journal rows of that run: an acknowledged webhook
+that is not stored is data loss, reported loudly and failing the run.
+
+    .venv/bin/python bench/ingest.py --database sqlite --tickets 0 --concurrency 16
+    .venv/bin/python bench/ingest.py --database both          # the full matrix (~15 min)
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
-import platform
-import signal
-import socket
-import sqlite3
-import subprocess
+import itertools
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import httpx
-import jwt
-import psycopg
+import common
+import loadgen
+from common import Row
 
-REPO = Path(__file__).resolve().parents[1]
-SMSDESK = REPO / ".venv" / "bin" / "smsdesk"
-EXISTING = "+31600000000"
-
-Count = Callable[[str], int]
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--requests", type=int, default=5000)
-    parser.add_argument("-c", "--concurrency", type=int, default=16)
-    parser.add_argument(
-        "--database-url",
-        help="default: a fresh SQLite file; a postgres:// database is created and dropped",
-    )
-    parser.add_argument(
-        "--to",
-        choices=["new", "existing"],
-        default="new",
-        help="a new number per webhook (a ticket each), or all into one existing ticket",
-    )
-    parser.add_argument("--signing-key", help="sign every webhook (MessageBird-Signature-JWT)")
-    parser.add_argument("--server-threads", type=int, default=8, help="smsdesk serve --threads")
-    parser.add_argument(
-        "--timeout", type=float, default=600.0, help="give up after this many seconds"
-    )
-    return parser.parse_args()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(what: str, check: Callable[[], bool], deadline: float, poll: float = 0.1) -> float:
-    while time.monotonic() < deadline:
-        if check():
-            return time.monotonic()
-        time.sleep(poll)
-    raise SystemExit(f"gave up waiting for {what}")
-
-
-@contextmanager
-def database(url: str | None, workdir: Path) -> Iterator[tuple[str, Count]]:
-    """The desk's database URL and a way to count rows in it."""
-    if url is None or url.startswith("sqlite"):
-        path = Path(urlsplit(url).path[1:]) if url else workdir / "bench.sqlite3"
-        if path.exists():
-            raise SystemExit(f"{path} exists; the benchmark wants a fresh database")
-
-        def count_sqlite(sql: str) -> int:
-            db = sqlite3.connect(path, timeout=30)
-            try:
-                return int(db.execute(sql).fetchone()[0])
-            finally:
-                db.close()
-
-        yield f"sqlite:///{path}", count_sqlite
-        return
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    server = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(server, autocommit=True) as admin:
-        # Never drop a database this script did not create.
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            raise SystemExit(f"database {name} exists; name a new one, it is dropped afterwards")
-        admin.execute(f'CREATE DATABASE "{name}"')
-    conn = psycopg.connect(url, autocommit=True)
-
-    def count_postgres(sql: str) -> int:
-        return int(conn.execute(sql).fetchone()[0])  # type: ignore[arg-type, index]
-
-    try:
-        yield url, count_postgres
-    finally:
-        conn.close()
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def desk(
-    database_url: str, args: argparse.Namespace, workdir: Path, deadline: float
-) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSDESK_", "MESSAGEBIRD_"))}
-    env.update(DATABASE_URL=database_url, SMSDESK_PUBLIC_URL=url, SMSDESK_LOG_LEVEL="WARNING")
-    if args.signing_key:
-        env["MESSAGEBIRD_SIGNING_KEY"] = args.signing_key
-    log = workdir / "serve.log"
-    cmd = [str(SMSDESK), "serve", "--port", str(port), "--threads", str(args.server_threads)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def answers() -> bool:
-        if proc.poll() is not None:
-            raise SystemExit(f"smsdesk serve exited:\n{log.read_text()}")
-        try:
-            return httpx.get(url + "/login/", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_until("the desk to answer", answers, deadline)
-        yield url
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def webhook(url: str, n: int, sender: str, signing_key: str | None) -> tuple[bytes, dict[str, str]]:
-    fields = {"originator": sender, "recipient": "+3197010000000", "payload": f"bench text {n}"}
-    body = urlencode({**fields, "message_id": f"bench-{n}"}).encode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    if signing_key:
-        now = int(time.time())
-        claims = {
-            "iss": "MessageBird",
-            "nbf": now,
-            "exp": now + 300,
-            "url_hash": hashlib.sha256(url.encode()).hexdigest(),
-            "payload_hash": hashlib.sha256(body).hexdigest(),
-        }
-        headers["MessageBird-Signature-JWT"] = jwt.encode(claims, signing_key, algorithm="HS256")
-    return body, headers
-
-
-def fire(base: str, args: argparse.Namespace, deadline: float) -> tuple[list[float], int, float]:
-    """Send every webhook; latencies in seconds, failures, and the wall time."""
-    url = base + "/webhook"
-    local = threading.local()
-
-    def send(n: int) -> tuple[float, bool]:
-        if time.monotonic() > deadline:
-            return 0.0, False
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = httpx.Client(timeout=30)
-        sender = EXISTING if args.to == "existing" else f"+3162{n:07d}"
-        body, headers = webhook(url, n, sender, args.signing_key)
-        started = time.perf_counter()
-        try:
-            ok = client.post(url, content=body, headers=headers).status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        return time.perf_counter() - started, ok
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-        results = list(pool.map(send, range(args.requests)))
-    wall = time.perf_counter() - started
-    latencies = sorted(latency for latency, ok in results if ok)
-    return latencies, sum(1 for _, ok in results if not ok), wall
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))]
-
-
+EXISTING = "+31600000001"
+NEW_NUMBERS = itertools.count(1)  # +3162xxxxxxx, never reused within one process
 PENDING = "SELECT count(*) FROM sms_inboundevent WHERE processed_at IS NULL AND error = ''"
 
 
-def main() -> None:
-    args = parse_args()
-    deadline = time.monotonic() + args.timeout
-    print(
-        f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}, "
-        f"load average {os.getloadavg()[0]:.1f}\n"
-        f"run: {args.requests} webhooks to {args.to} ticket(s), concurrency {args.concurrency}, "
-        f"{'signed' if args.signing_key else 'unsigned'}, serve --threads {args.server_threads}"
-    )
-    with tempfile.TemporaryDirectory(prefix="smsdesk-bench-") as tmp:
-        workdir = Path(tmp)
-        with database(args.database_url, workdir) as (database_url, count):
-            print(f"database: {database_url.split('://')[0]}")
-            with desk(database_url, args, workdir, deadline) as base:
-                if args.to == "existing":
-                    body, headers = webhook(base + "/webhook", -1, EXISTING, args.signing_key)
-                    httpx.post(base + "/webhook", content=body, headers=headers).raise_for_status()
-                    wait_until("the existing ticket", lambda: count(PENDING) == 0, deadline)
-                before = count("SELECT count(*) FROM sms_inboundevent")
+def seed(database_url: str, tickets: int) -> None:
+    """Migrate, then store `tickets` tickets (bench/seed.py, two messages each)."""
+    if not tickets:
+        common.manage(database_url, "migrate", "--noinput", "-v0")
+        return
+    from seed import seed as bulk_seed  # bench/seed.py: COPY / executemany, fast
 
-                started = time.monotonic()
-                latencies, failed, wall = fire(base, args, deadline)
-                ok = len(latencies)
-                print(
-                    f"ingest: {ok} acknowledged, {failed} failed in {wall:.2f} s = {ok / wall:.0f} webhooks/s; "
-                    f"latency p50 {percentile(latencies, 50) * 1000:.1f} ms, "
-                    f"p99 {percentile(latencies, 99) * 1000:.1f} ms"
+    bulk_seed(database_url, tickets, 2, long_thread=0)
+
+
+def drain(database_url: str, timeout: float) -> int:
+    """Wait (bounded) for the worker to thread every pending event; returns what is left."""
+    try:
+        common.wait_until(
+            "the worker", lambda: common.count(database_url, PENDING) == 0, timeout, 0.2
+        )
+    except TimeoutError:
+        pass
+    return common.count(database_url, PENDING)
+
+
+def senders(to: str, n: int) -> Iterator[str]:
+    for _ in range(n):
+        yield EXISTING if to == "existing" else f"+3162{next(NEW_NUMBERS):07d}"
+
+
+def one_run(
+    desk: common.Desk,
+    database_url: str,
+    workdir: Path,
+    to: str,
+    connections: int,
+    args: argparse.Namespace,
+) -> tuple[loadgen.Result, int]:
+    """Replay signed webhooks once; returns wrk's result and how many rows that run stored."""
+    run_id = f"bench-{to}-{next(NEW_NUMBERS)}"
+    pool = int(args.seconds * args.pool_rate)
+    requests = workdir / "requests.txt"
+    webhooks = ((sender, f"{run_id}-{i}") for i, sender in enumerate(senders(to, pool)))
+    loadgen.write_requests(requests, desk.url, webhooks, args.seconds + 600, args.body)
+    result = loadgen.run_wrk(
+        desk.url + "/webhook", connections, args.seconds, requests, args.wrk_threads
+    )
+    # Acknowledged means committed: every one must be visible now.
+    stored = common.count(
+        database_url, f"SELECT count(*) FROM sms_inboundevent WHERE key LIKE '{run_id}-%'"
+    )
+    return result, stored
+
+
+def measure(kind: str, tickets: int, args: argparse.Namespace, workdir: Path) -> Iterator[Row]:
+    label = f"{tickets // 1000}k" if tickets >= 1000 else str(tickets)
+    with common.database(kind, workdir, f"ingest_{tickets}") as url:
+        seed(url, tickets)
+        with common.serve(url, workdir, args.serve_arg) as desk:
+            # The existing ticket: one webhook, threaded before any run.
+            first = workdir / "first.txt"
+            loadgen.write_requests(first, desk.url, [(EXISTING, "bench-first")], 600, args.body)
+            loadgen.run_wrk(desk.url + "/webhook", 1, 1, first)
+            drain(url, args.drain)
+            for c in args.concurrency:
+                ceiling = loadgen.run_wrk(
+                    desk.url + desk.trivial, c, args.seconds, None, args.wrk_threads
                 )
-                pending = count(PENDING)
-                ingested = time.monotonic()
-                done = wait_until(
-                    "the worker to thread every event", lambda: count(PENDING) == 0, deadline, 0.05
-                )
-                events = count("SELECT count(*) FROM sms_inboundevent") - before
-                errors = count("SELECT count(*) FROM sms_inboundevent WHERE error <> ''")
-                tickets = count("SELECT count(*) FROM desk_ticket")
-                print(
-                    f"threading: {events} events in {done - started:.2f} s from the first webhook "
-                    f"= {events / (done - started):.0f} events/s end to end; "
-                    f"{pending} were pending when ingest ended, drained in {done - ingested:.2f} s; "
-                    f"{errors} errored; {tickets} tickets"
-                )
-    sys.exit(1 if failed or errors else 0)
+                if tickets == args.tickets[0]:
+                    yield Row(
+                        kind,
+                        "ceiling",
+                        f"GET {desk.trivial}, c={c}",
+                        f"{ceiling.rate:,.0f} req/s",
+                        ceiling.p50_ms,
+                        ceiling.p99_ms,
+                        "; ".join(desk.notes),
+                    )
+                for to in args.to:
+                    pending = drain(url, args.drain)
+                    stored_tickets = common.count(url, "SELECT count(*) FROM desk_ticket")
+                    load = common.load()
+                    pids = common.process_tree(desk.pid)
+                    cpu = common.cpu_seconds(pids)
+                    result, stored = one_run(desk, url, workdir, to, c, args)
+                    cpu = common.cpu_seconds(pids) - cpu
+                    yield report(
+                        kind,
+                        to,
+                        c,
+                        label,
+                        result,
+                        stored,
+                        ceiling,
+                        pending,
+                        cpu,
+                        stored_tickets,
+                        load,
+                    )
+
+
+def report(
+    kind: str,
+    to: str,
+    c: int,
+    label: str,
+    result: loadgen.Result,
+    stored: int,
+    ceiling: loadgen.Result,
+    pending: int,
+    cpu: float,
+    stored_tickets: int,
+    load: str,
+) -> Row:
+    lost = max(0, result.ok - stored)
+    ratio = result.rate / ceiling.rate * 100 if ceiling.rate else 0.0
+    notes = [
+        f"{ratio:.0f} % of ceiling {ceiling.rate:,.0f}/s",
+        f"{result.non2xx} non-2xx",
+        f"{result.errors} socket errors" if result.errors else "",
+        f"{cpu / max(result.requests, 1) * 1000:.1f} CPU-ms/req (web+worker)",
+        f"{pending} events still pending at start" if pending else "",
+        f"{stored_tickets:,} tickets at start",
+        f"LOST {lost} ACKNOWLEDGED WEBHOOKS" if lost else f"journal holds all {result.ok:,}",
+    ]
+    if lost:
+        print(
+            f"DATA LOSS: {kind} {to} c={c}: {result.ok} acknowledged, only {stored} in the journal",
+            file=sys.stderr,
+        )
+    return Row(
+        kind,
+        "ingest",
+        f"{to}, c={c}, {label} tickets",
+        f"{result.rate:,.0f} webhooks/s",
+        result.p50_ms,
+        result.p99_ms,
+        "; ".join(n for n in notes if n),
+        load,
+        failed=bool(lost),
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="sqlite")
+    parser.add_argument("--tickets", type=int, nargs="+", default=[0, 10_000, 100_000])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--to", choices=["new", "existing"], nargs="+", default=["new", "existing"])
+    parser.add_argument("--seconds", type=float, default=10.0, help="wrk duration of each run")
+    parser.add_argument(
+        "--pool-rate",
+        type=float,
+        default=4000.0,
+        help="webhooks signed per second of run: the most a run can acknowledge per second",
+    )
+    parser.add_argument(
+        "--drain", type=float, default=60.0, help="most seconds to wait for the worker between runs"
+    )
+    parser.add_argument(
+        "--body", choices=["form", "json"], default="form", help="Flow Builder body"
+    )
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument(
+        "--serve-arg", action="append", default=[], help="passed to `smsdesk serve` (repeatable)"
+    )
+
+
+def databases(choice: str) -> Sequence[str]:
+    return ["sqlite", "postgres"] if choice == "both" else [choice]
+
+
+def run(args: argparse.Namespace, workdir: Path) -> Iterator[Row]:
+    for kind in databases(args.database):
+        for tickets in args.tickets:
+            yield from measure(kind, tickets, args, workdir)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args()
+    if not loadgen.have_wrk():
+        raise SystemExit("wrk is missing: apt-get install -y wrk")
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="smsdesk-bench-") as tmp:
+        for row in run(args, Path(tmp)):
+            failed |= row.failed
+            print(common.format_row(row), flush=True)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,217 @@
+"""End-to-end benchmark: webhook → ticket → confirmation received by a fake MessageBird.
+
+Starts bench/fake_provider.py (it logs the time each message arrives) and
+`smsdesk serve` pointed at it, then:
+
+1. latency: signed webhooks from new numbers at a modest steady rate, one at
+   a time from Python; each opens a ticket, whose confirmation the fake
+   receives. Latency is the webhook's send time to the fake's receive time,
+   matched by the customer's number.
+2. throughput: a burst of webhooks from new numbers through wrk; the worker's
+   sustained rate is confirmations per second between the 10th and the 90th
+   percentile of their arrival times (start-up and tail left out).
+
+    .venv/bin/python bench/e2e.py --database postgres --rate 20 --seconds 10 --burst 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import common
+import loadgen
+from common import Row
+
+FAKE = common.REPO / "bench" / "fake_provider.py"
+
+
+@contextmanager
+def fake_provider(workdir: Path) -> Iterator[tuple[str, Path]]:
+    """The fake MessageBird on a free port: its URL and its log of received messages."""
+    port = common.free_port()
+    log = workdir / f"fake-provider-{port}.log"  # one per run: numbers repeat across runs
+    proc = subprocess.Popen(
+        [sys.executable, str(FAKE), "--port", str(port), "--log", str(log)],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        # Bounded by the desk's own start-up wait if the fake never says it.
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("bench/fake_provider.py did not start")
+        yield f"http://127.0.0.1:{port}", log
+    finally:
+        common.stop(proc)
+
+
+def received(log: Path) -> dict[str, float]:
+    """Recipient → when the fake received its (first) message."""
+    times: dict[str, float] = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            when, _reference, recipient = line.split("\t")
+            times.setdefault(recipient, float(when))
+    return times
+
+
+def wait_for(log: Path, numbers: Sequence[str], timeout: float) -> dict[str, float]:
+    """Wait (bounded) until the fake has a message for every number; returns what it has."""
+    wanted = set(numbers)
+    deadline = time.monotonic() + timeout
+    while True:
+        got = {n: t for n, t in received(log).items() if n in wanted}
+        if len(got) == len(wanted) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+def steady(base_url: str, numbers: Sequence[str], rate: float) -> dict[str, float]:
+    """Post one signed webhook per number at `rate` per second; returns the send times."""
+    requests = []
+    for n, number in enumerate(numbers):
+        content_type, body = loadgen.flow_builder_body(number, f"bench-e2e-{n}", "form")
+        token = loadgen.sign(base_url + "/webhook", body, len(numbers) / rate + 600)
+        requests.append(
+            (number, body, {"Content-Type": content_type, "MessageBird-Signature-JWT": token})
+        )
+    conn = http.client.HTTPConnection(base_url.removeprefix("http://"), timeout=30)
+    sent: dict[str, float] = {}
+    start = time.monotonic()
+    try:
+        for i, (number, body, headers) in enumerate(requests):
+            time.sleep(max(0.0, start + i / rate - time.monotonic()))
+            sent[number] = time.time()
+            conn.request("POST", "/webhook", body, headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"webhook answered {response.status}")
+    finally:
+        conn.close()
+    return sent
+
+
+def latency(desk: common.Desk, log: Path, args: argparse.Namespace, kind: str) -> Row:
+    numbers = [f"+3163{i:07d}" for i in range(int(args.rate * args.seconds))]
+    load = common.load()
+    sent = steady(desk.url, numbers, args.rate)
+    got = wait_for(log, numbers, args.timeout)
+    delays = sorted((got[n] - sent[n]) * 1000 for n in got)
+    missing = len(numbers) - len(got)
+    return Row(
+        kind,
+        "end to end",
+        f"{args.rate:g} webhooks/s for {args.seconds:g} s, new numbers",
+        f"{len(got)}/{len(numbers)} confirmed",
+        common.percentile(delays, 50),
+        common.percentile(delays, 99),
+        f"webhook sent → confirmation at the fake provider; {missing} not confirmed in {args.timeout:g} s"
+        if missing
+        else "webhook sent → confirmation at the fake provider",
+        load,
+        failed=bool(missing),
+    )
+
+
+def stored(database_url: str) -> int:
+    return common.count(
+        database_url, "SELECT count(*) FROM sms_inboundevent WHERE key LIKE 'bench-burst-%'"
+    )
+
+
+def throughput(
+    desk: common.Desk, url: str, log: Path, args: argparse.Namespace, kind: str, workdir: Path
+) -> Row:
+    numbers = [f"+3164{i:07d}" for i in range(args.burst)]
+    requests = workdir / "burst.txt"
+    webhooks = ((n, f"bench-burst-{i}") for i, n in enumerate(numbers))
+    loadgen.write_requests(requests, desk.url, webhooks, args.timeout + 600)
+    load = common.load()
+    pids = common.process_tree(desk.pid)
+    cpu = common.cpu_seconds(pids)
+    started = time.time()
+    burst = loadgen.run_wrk(
+        desk.url + "/webhook", 16, args.timeout, requests, until=lambda: stored(url) >= len(numbers)
+    )
+    got = wait_for(log, numbers, args.timeout)
+    cpu = common.cpu_seconds(pids) - cpu
+    times = sorted(got.values())
+    notes = [
+        f"burst ingested in {burst.seconds:.1f} s ({burst.non2xx} non-2xx)",
+        f"all {len(got):,} confirmed {times[-1] - started:.1f} s after the first webhook"
+        if len(got) == len(numbers)
+        else f"only {len(got):,} of {len(numbers):,} confirmed in {args.timeout:g} s",
+        f"{cpu / max(len(got), 1) * 1000:.1f} CPU-ms/message (web+worker)",
+    ]
+    low, high = common.percentile(times, 10), common.percentile(times, 90)
+    sustained = 0.8 * len(times) / (high - low) if high > low else float("nan")
+    return Row(
+        kind,
+        "worker",
+        f"burst of {len(numbers):,} new numbers, c=16",
+        f"{sustained:,.0f} confirmations/s",
+        notes="; ".join(notes),
+        load=load,
+        failed=len(got) < len(numbers),
+    )
+
+
+def run(args: argparse.Namespace, workdir: Path) -> Iterator[Row]:
+    if not FAKE.exists():
+        print("bench/fake_provider.py is missing: end-to-end figures skipped", file=sys.stderr)
+        return
+    for kind in ["sqlite", "postgres"] if args.database == "both" else [args.database]:
+        with (
+            common.database(kind, workdir, "e2e") as url,
+            fake_provider(workdir) as (api_url, log),
+            common.serve(
+                url,
+                workdir,
+                args.serve_arg,
+                MESSAGEBIRD_ACCESS_KEY="bench",
+                MESSAGEBIRD_ORIGINATOR=common.ORIGINATOR,
+                MESSAGEBIRD_API_URL=api_url,
+            ) as desk,
+        ):
+            yield latency(desk, log, args, kind)
+            yield throughput(desk, url, log, args, kind, workdir)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="sqlite")
+    parser.add_argument("--rate", type=float, default=20.0, help="steady webhooks per second")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="how long the steady phase lasts"
+    )
+    parser.add_argument("--burst", type=int, default=5000, help="webhooks in the throughput burst")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="most seconds each phase may take"
+    )
+    parser.add_argument(
+        "--serve-arg", action="append", default=[], help="passed to `smsdesk serve`"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args()
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="smsdesk-bench-") as tmp:
+        for row in run(args, Path(tmp)):
+            failed |= row.failed
+            print(common.format_row(row), flush=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
