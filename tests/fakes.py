@@ -25,6 +25,12 @@ ACCESS_KEY = "test_gshuPaZoeEG6ovbc8M79w0QyM"
 ORIGINATOR = "+3197010254321"
 
 
+class WideBacklogServer(ThreadingHTTPServer):
+    # The worker sends 16 at once; the default backlog of 5 resets some of
+    # those connects, and the retries would land after the test has looked.
+    request_queue_size = 128
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int = 201
@@ -92,7 +98,7 @@ class FakeMessageBird:
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._arrived = threading.Condition()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = WideBacklogServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

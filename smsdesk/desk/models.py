@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, models, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import F, Q, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -46,10 +49,26 @@ class Contact(models.Model):
 
     @classmethod
     def for_phone(cls, phone: str) -> Contact:
-        # get_or_create re-reads after an IntegrityError, so two workers
-        # meeting a new number at once end up with the same contact.
-        contact, _ = cls.objects.get_or_create(phone=phone)
-        return contact
+        return cls.for_phones([phone])[phone]
+
+    @classmethod
+    def for_phones(cls, phones: Iterable[str]) -> dict[str, Contact]:
+        """The contact for each number, created for the new ones: one query, or three.
+
+        New numbers go in with ON CONFLICT DO NOTHING, sorted: a worker that
+        meets a number another worker is inserting waits for that commit and
+        reads the winner's row. Sorted, because two workers then take the
+        unique-index entries in one order and neither can hold an entry the
+        other waits for while waiting itself (no deadlock).
+        """
+        wanted = sorted(set(phones))
+        found: dict[str, Contact] = Contact.objects.in_bulk(wanted, field_name="phone")
+        missing = [phone for phone in wanted if phone not in found]
+        if missing:
+            new = [Contact(phone=phone) for phone in missing]
+            Contact.objects.bulk_create(new, ignore_conflicts=True)
+            found.update(Contact.objects.in_bulk(missing, field_name="phone"))
+        return found
 
 
 class Ticket(models.Model):
@@ -73,34 +92,104 @@ class Ticket(models.Model):
                 fields=["contact"], condition=Q(status="open"), name="one_open_ticket_per_contact"
             ),
         ]
-        indexes = [models.Index(fields=["status", "-last_message_at", "-id"], name="ticket_inbox")]
+        indexes = [
+            models.Index(fields=["status", "-last_message_at", "-id"], name="ticket_inbox"),
+            # The "all" view: without it both databases sort every ticket
+            # (and SQLite computes each row's last-message preview first).
+            models.Index(fields=["-last_message_at", "-id"], name="ticket_recent"),
+        ]
 
     def __str__(self) -> str:
         return self.ref
 
     @classmethod
     def open_for(cls, contact: Contact, at: datetime) -> tuple[Ticket, bool]:
-        """The contact's open ticket, opened now if there is none. True if new.
+        """The contact's open ticket, opened now if there is none. True if new."""
+        return cls.open_for_all({contact: (at, at)})[contact.pk]
 
-        The partial unique index decides races: a second opener fails its
-        INSERT, rolls back to the savepoint and joins the winner's ticket.
+    @classmethod
+    def open_for_all(
+        cls, texts: Mapping[Contact, tuple[datetime, datetime]]
+    ) -> dict[int, tuple[Ticket, bool]]:
+        """Each contact's open ticket, keyed by contact id; True if opened by this call.
+
+        `texts` gives each contact's first and last new text: a ticket opened
+        here starts at the first and was last written to at the last. The
+        partial unique index decides races: the INSERT skips a contact whose
+        open ticket another worker just inserted (waiting for that commit
+        first), and the next pass reads the winner's ticket.
         """
+        tickets: dict[int, tuple[Ticket, bool]] = {}
+        waiting = {contact.pk: contact for contact in texts}
         for _ in range(5):
-            ticket = cls.objects.filter(contact=contact, status=cls.Status.OPEN).first()
-            if ticket is not None:
-                return ticket, False
-            try:
-                with transaction.atomic():
-                    return cls.objects.create(
-                        ref=new_ref(), contact=contact, created=at, last_message_at=at
-                    ), True
-            except IntegrityError:
-                continue  # another worker opened it, or (rarely) the ref was taken
-        raise RuntimeError(f"could not open a ticket for contact {contact.pk}")
+            for ticket in Ticket.objects.filter(contact_id__in=waiting, status=cls.Status.OPEN):
+                ticket.contact = waiting.pop(ticket.contact_id)
+                tickets[ticket.contact_id] = (ticket, False)
+            if not waiting:
+                return tickets
+            for ticket in Ticket._insert_new(
+                [(contact, *texts[contact]) for _, contact in sorted(waiting.items())]
+            ):
+                del waiting[ticket.contact_id]
+                tickets[ticket.contact_id] = (ticket, True)
+            if not waiting:
+                return tickets
+            # Another worker opened these, or (rarely) a ref was taken: read again.
+        raise RuntimeError(f"could not open a ticket for contacts {sorted(waiting)}")
+
+    @classmethod
+    def _insert_new(cls, rows: Sequence[tuple[Contact, datetime, datetime]]) -> list[Ticket]:
+        """INSERT … ON CONFLICT DO NOTHING RETURNING: the tickets actually inserted.
+
+        SQL, as the ORM's bulk_create returns no ids with ignore_conflicts and
+        so cannot tell which rows went in. Rows in contact id order, so that
+        two workers take the index entries in the same order.
+        """
+        new = [
+            Ticket(ref=new_ref(), contact=contact, created=first, last_message_at=last)
+            for contact, first, last in rows
+        ]
+        names = ("ref", "contact", "status", "created", "last_message_at")
+        fields = [field for field in Ticket._meta.concrete_fields if field.name in names]
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(cast(str, field.column)) for field in fields)
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        sql = (
+            f"INSERT INTO {quote(Ticket._meta.db_table)} ({columns}) VALUES "
+            + ", ".join([row] * len(new))
+            + f" ON CONFLICT DO NOTHING RETURNING {quote('id')}, {quote('ref')}"
+        )
+        params = [
+            field.get_db_prep_save(getattr(ticket, field.attname), connection)
+            for ticket in new
+            for field in fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            inserted = dict((ref, pk) for pk, ref in cursor.fetchall())
+        opened = [ticket for ticket in new if ticket.ref in inserted]
+        for ticket in opened:
+            ticket.pk = inserted[ticket.ref]
+            ticket._state.adding = False
+        return opened
 
     def touch(self, at: datetime) -> None:
+        Ticket.touch_all({self.pk: at})
+
+    @classmethod
+    def touch_all(cls, latest: Mapping[int, datetime]) -> None:
+        """Move each ticket's last_message_at forward to `latest[ticket id]`, in one UPDATE."""
+        if not latest:
+            return
+        ids = sorted(latest)
+        if connection.features.has_select_for_update:
+            # Locked in id order first: two workers updating the same tickets
+            # in whatever order each UPDATE happens to scan could deadlock.
+            locked = cls.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
+            list(locked.values_list("pk", flat=True))
+        at = per_row(Ticket, "last_message_at", latest)
         # Greatest, not assignment: threads may record messages out of order.
-        Ticket.objects.filter(pk=self.pk).update(last_message_at=Greatest(F("last_message_at"), at))
+        cls.objects.filter(pk__in=ids).update(last_message_at=Greatest(F("last_message_at"), at))
 
     @transaction.atomic
     def reply(self, body: str, author: AbstractBaseUser | None) -> Message:
@@ -138,29 +227,51 @@ def confirmation_text(ref: str) -> str:
     return settings.SMSDESK_CONFIRMATION_TEXT.replace("{ref}", ref)
 
 
-@transaction.atomic
 def receive(event: InboundEvent) -> Message:
-    """Thread one journal event into its contact's open ticket.
+    """Thread one journal event into its contact's open ticket."""
+    return receive_all([event])[0]
+
+
+@transaction.atomic
+def receive_all(events: Sequence[InboundEvent]) -> list[Message]:
+    """Thread journal events into their contacts' open tickets, a few queries for all.
 
     The first text from a number opens a ticket and queues the confirmation;
-    later texts join it silently. Called by the worker, once per event.
+    later texts, in this batch or after, join it silently. Messages carry
+    their event's arrival time, so a thread reads in arrival order whichever
+    worker stored which text. Returns the inbound messages, in arrival order.
     """
-    contact = Contact.for_phone(event.sender)
-    ticket, opened = Ticket.open_for(contact, event.received_at)
-    message = Message.objects.create(
-        ticket=ticket,
-        direction=Message.Direction.IN,
-        body=event.text,
-        created=event.received_at,
-        event=event,
-        provider=event.provider,
-        provider_message_id=event.key,
+    events = sorted(events, key=lambda event: (event.received_at, event.pk))
+    contacts = Contact.for_phones(event.sender for event in events)
+    texts: dict[Contact, tuple[datetime, datetime]] = {}
+    for event in events:
+        contact = contacts[event.sender]
+        first, _ = texts.get(contact, (event.received_at, event.received_at))
+        texts[contact] = (first, event.received_at)
+    tickets = Ticket.open_for_all(texts)
+    messages = Message.objects.bulk_create(
+        Message(
+            ticket=tickets[contacts[event.sender].pk][0],
+            direction=Message.Direction.IN,
+            body=event.text,
+            created=event.received_at,
+            event=event,
+            provider=event.provider,
+            provider_message_id=event.key,
+        )
+        for event in events
     )
-    ticket.touch(event.received_at)
-    if opened and contact.can_receive_sms:
-        Message.queue(ticket, confirmation_text(ticket.ref))
-    InboundEvent.objects.filter(pk=event.pk).update(processed_at=timezone.now())
-    return message
+    # A ticket opened here already carries its last text's time.
+    Ticket.touch_all(
+        {ticket.pk: texts[ticket.contact][1] for ticket, opened in tickets.values() if not opened}
+    )
+    opened = [ticket for ticket, new in tickets.values() if new and ticket.contact.can_receive_sms]
+    opened.sort(key=lambda ticket: (ticket.created, ticket.pk))  # confirmed in arrival order
+    Message.queue_all([(ticket, confirmation_text(ticket.ref)) for ticket in opened])
+    InboundEvent.objects.filter(pk__in=[event.pk for event in events]).update(
+        processed_at=timezone.now()
+    )
+    return messages
 
 
 class Message(models.Model):
@@ -215,18 +326,30 @@ class Message(models.Model):
 
     @classmethod
     def queue(cls, ticket: Ticket, body: str, author: AbstractBaseUser | None = None) -> Message:
+        return cls.queue_all([(ticket, body)], author=author)[0]
+
+    @classmethod
+    def queue_all(
+        cls, texts: Sequence[tuple[Ticket, str]], author: AbstractBaseUser | None = None
+    ) -> list[Message]:
+        """Put SMS to customers in the outbox (one INSERT); the worker sends them after commit."""
+        if not texts:
+            return []
         now = timezone.now()
-        message = cls.objects.create(
-            ticket=ticket,
-            direction=cls.Direction.OUT,
-            body=body,
-            author=author,
-            created=now,
-            status=cls.Status.QUEUED,
-            next_attempt_at=now,
+        messages = Message.objects.bulk_create(
+            Message(
+                ticket=ticket,
+                direction=cls.Direction.OUT,
+                body=body,
+                author_id=None if author is None else author.pk,
+                created=now,
+                status=cls.Status.QUEUED,
+                next_attempt_at=now,
+            )
+            for ticket, body in texts
         )
         transaction.on_commit(wake_worker)
-        return message
+        return messages
 
     @property
     def pending(self) -> bool:
@@ -264,26 +387,82 @@ class Message(models.Model):
         return list(cls.objects.filter(id__in=ids).select_related("ticket__contact").order_by("id"))
 
     def _this_claim(self) -> models.QuerySet[Message]:
+        return Message._these_claims([self])
+
+    @staticmethod
+    def _these_claims(messages: Sequence[Message]) -> models.QuerySet[Message]:
         # A worker whose lease ran out while it waited on the provider must
-        # not overwrite the outcome recorded by the worker that re-claimed it.
-        return Message.objects.filter(
-            pk=self.pk, status=self.Status.SENDING, attempts=self.attempts
-        )
+        # not overwrite the outcome recorded by the worker that re-claimed it:
+        # each row must still be in "sending" on the attempt this worker made.
+        attempts: dict[int, list[int]] = {}
+        for message in messages:
+            attempts.setdefault(message.attempts, []).append(message.pk)
+        claims = Q()
+        for attempt, ids in attempts.items():
+            claims |= Q(pk__in=ids, attempts=attempt)
+        return Message.objects.filter(claims, status=Message.Status.SENDING)
 
     def mark_sent(self, provider: str, provider_message_id: str) -> None:
-        self._this_claim().update(
-            status=self.Status.SENT,
-            provider=provider,
-            provider_message_id=provider_message_id,
-            sent_at=timezone.now(),
-            next_attempt_at=None,
-            last_error="",
-        )
+        Message.mark_all_sent(provider, [(self, provider_message_id)])
 
     def mark_failed(self, error: str) -> None:
-        self._this_claim().update(status=self.Status.FAILED, next_attempt_at=None, last_error=error)
+        Message.mark_all_failed([(self, error)])
 
     def retry_later(self, error: str, delay: timedelta) -> None:
-        self._this_claim().update(
-            status=self.Status.QUEUED, next_attempt_at=timezone.now() + delay, last_error=error
-        )
+        Message.retry_all_later([(self, error, delay)])
+
+    # The same, for a batch of sends: one UPDATE each, whatever the batch size.
+
+    @classmethod
+    def mark_all_sent(cls, provider: str, sent: Sequence[tuple[Message, str]]) -> None:
+        if sent:
+            cls._these_claims([message for message, _ in sent]).update(
+                status=cls.Status.SENT,
+                provider=provider,
+                provider_message_id=per_row(
+                    Message, "provider_message_id", {m.pk: pid for m, pid in sent}
+                ),
+                sent_at=timezone.now(),
+                next_attempt_at=None,
+                last_error="",
+            )
+
+    @classmethod
+    def mark_all_failed(cls, failed: Sequence[tuple[Message, str]]) -> None:
+        if failed:
+            cls._these_claims([message for message, _ in failed]).update(
+                status=cls.Status.FAILED,
+                next_attempt_at=None,
+                last_error=per_row(Message, "last_error", {m.pk: error for m, error in failed}),
+            )
+
+    @classmethod
+    def retry_all_later(cls, retries: Sequence[tuple[Message, str, timedelta]]) -> None:
+        if retries:
+            now = timezone.now()
+            cls._these_claims([message for message, _, _ in retries]).update(
+                status=cls.Status.QUEUED,
+                next_attempt_at=per_row(
+                    Message, "next_attempt_at", {m.pk: now + delay for m, _, delay in retries}
+                ),
+                last_error=per_row(Message, "last_error", {m.pk: error for m, error, _ in retries}),
+            )
+
+
+def per_row(model: type[models.Model], name: str, values: Mapping[int, object]) -> Value | RawSQL:
+    """An UPDATE value for field `name` that differs by primary key; plain when all agree.
+
+    Written as a CASE in SQL: the ORM's Case(When(...)) costs more CPU per
+    row than the whole UPDATE. Values go through the field's own conversion.
+    """
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field)
+    distinct = set(values.values())
+    if len(distinct) == 1:
+        return Value(distinct.pop(), output_field=field)
+    quote = connection.ops.quote_name
+    params: list[object] = []
+    for pk, value in values.items():
+        params += [pk, field.get_db_prep_save(value, connection)]
+    whens = " WHEN %s THEN %s" * len(values)
+    return RawSQL(f"CASE {quote(model._meta.db_table)}.{quote('id')}{whens} END", params, field)

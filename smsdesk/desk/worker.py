@@ -5,57 +5,97 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import DatabaseError, OperationalError, close_old_connections, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
 
 from smsdesk.sms import providers
 from smsdesk.sms.models import InboundEvent, work_available
 from smsdesk.sms.providers import OutboundSms, ProviderError
 
-from .models import Message, receive
+from .models import Message, receive, receive_all
 
 log = logging.getLogger(__name__)
 
-BATCH = 100
-IDLE_WAIT = 0.5  # seconds; a wake-up from this process ends the wait early
+BATCH = 200  # inbound events threaded per transaction
+SEND_THREADS = 16  # sends in flight at once, each on its own thread
+SEND_BATCH = 200  # sends per pass, before the worker looks at the journal again
+BATCH_RETRIES = 3  # a batch that lost a deadlock is tried this many times per pass
+# Seconds between polls when idle. `serve` runs the worker in its own
+# process, so webhooks from the web processes are only seen by polling (one
+# indexed query on the pending events); a wake-up in this process ends the
+# wait early.
+IDLE_WAIT = 0.1
 BACKOFF_BASE = 5.0
 BACKOFF_CAP = 3600.0
 RETRY_AFTER_CAP = 86400.0  # the longest wait a provider's Retry-After may ask for
+
+# Errors that are nobody's fault: a deadlock victim, a serialization failure,
+# a busy SQLite or a lost connection. The work is retried, never blamed on an event.
+TRANSIENT = (OperationalError, InterfaceError)
 
 
 def process_inbound(limit: int = BATCH) -> int:
     """Thread pending journal events into tickets, oldest first. Returns how many.
 
-    One event per transaction, claimed with SKIP LOCKED (PostgreSQL) so
-    parallel workers never thread the same one. A whole batch in one
-    transaction would hold every new contact's unique-index entry until the
-    end, and two workers meeting the same new numbers in different orders
-    would deadlock. A failing event keeps its error and is left for an
-    operator to re-process; the events after it carry on.
+    A batch per transaction, claimed with SKIP LOCKED (PostgreSQL) so parallel
+    workers never thread the same event; receive_all takes its locks in a
+    fixed order, so two workers cannot deadlock on the same new numbers, and
+    if one still loses a deadlock the batch is rolled back and tried again.
+    A batch that fails otherwise is rolled back and its events are threaded
+    one by one: the failing event keeps its error and is left for an
+    operator to re-process, the others carry on.
     """
-    done = 0
-    while done < limit:
-        with transaction.atomic():
-            event = InboundEvent.pending().select_for_update(skip_locked=True).first()
-            if event is None:
-                break
-            thread_one(event)
-        done += 1
-    return done
+    events: list[InboundEvent] = []
+    for attempt in range(1, BATCH_RETRIES + 1):
+        try:
+            with transaction.atomic():
+                events = claim_events(limit)
+                if not events:
+                    return 0
+                receive_all(events)
+            return len(events)
+        except TRANSIENT:
+            if attempt == BATCH_RETRIES:
+                raise  # run() waits a moment and tries again
+            log.info("inbound batch rolled back (attempt %d); retrying", attempt, exc_info=True)
+        except Exception:  # noqa: BLE001 - one bad event must not hold up the rest
+            log.warning("inbound batch failed; threading its events one by one", exc_info=True)
+            return sum(thread_one(event.pk) for event in events)
+    raise AssertionError("unreachable")
 
 
-def thread_one(event: InboundEvent) -> None:
-    try:
-        with transaction.atomic():
-            receive(event)
-    except OperationalError:
-        # A deadlock victim or a lost connection is no fault of the event:
-        # let the pass fail (run() retries it) and leave the event pending.
-        raise
-    except Exception as exc:  # noqa: BLE001 - any bug must leave the event visible, not lost
-        log.exception("could not thread inbound event %s", event.pk)
-        InboundEvent.objects.filter(pk=event.pk).update(error=f"{type(exc).__name__}: {exc}")
+def claim_events(limit: int) -> list[InboundEvent]:
+    pending = InboundEvent.pending().select_for_update(skip_locked=True)
+    # The raw request is for audit and re-processing; threading never reads it.
+    return list(pending.defer("raw")[:limit])
+
+
+def thread_one(event_id: int) -> int:
+    """Thread one event in its own transaction, recording its error if it fails. 1 if taken."""
+    with transaction.atomic():
+        pending = InboundEvent.pending().select_for_update(skip_locked=True).defer("raw")
+        event = pending.filter(pk=event_id).first()
+        if event is None:
+            return 0  # another worker took it meanwhile
+        try:
+            with transaction.atomic():
+                receive(event)
+        except TRANSIENT:
+            # No fault of the event: let the pass fail and leave it pending.
+            raise
+        except Exception as exc:  # noqa: BLE001 - any bug must leave the event visible, not lost
+            log.exception("could not thread inbound event %s", event.pk)
+            InboundEvent.objects.filter(pk=event.pk).update(error=f"{type(exc).__name__}: {exc}")
+    return 1
 
 
 def backoff(attempts: int) -> timedelta:
@@ -70,49 +110,116 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
-def send_due(limit: int = BATCH) -> int:
-    """Send due outbound messages, up to `limit`. Returns how many were tried.
+def send_due(limit: int = SEND_BATCH) -> int:
+    """Send due outbound messages, up to `limit`, SEND_THREADS at a time. Returns how many.
 
-    Each message is claimed just before it is sent, not the whole batch up
-    front: a claim is a lease (Message.LEASE), and rows waiting behind slow
-    sends would see their leases run out and be sent again by another worker.
+    Rows are claimed only for free senders, so every claimed row is being
+    sent at once: none waits behind a slow send while its lease
+    (Message.LEASE) runs down, and a stalled send holds up no one but its
+    own row. Outcomes are recorded in bulk, a few UPDATEs per refill. The
+    longest a claim lives is one send plus the wait for the senders beside
+    it to free up: two HTTP timeouts, well inside the lease.
     """
     provider = providers.outbound()
-    done = 0
-    while done < limit and (claimed := Message.claim_due(1)):
-        send_one(provider, claimed[0])
-        done += 1
-    return done
+    in_flight: dict[Future[Outcome], Message] = {}
+    finished: list[Outcome] = []
+    claimed = 0
+    more = True
+    while True:
+        idle = SEND_THREADS - len(in_flight)
+        # Each time half the senders are free (or all): fewer, larger UPDATEs and claims.
+        if idle >= SEND_THREADS // 2 or not in_flight:
+            record(provider, finished)
+            finished = []
+            wanted = min(idle, limit - claimed)
+            if more and wanted > 0:
+                batch = Message.claim_due(wanted)
+                more = len(batch) == wanted
+                claimed += len(batch)
+                for message in batch:
+                    in_flight[senders().submit(attempt, provider, message)] = message
+        if not in_flight:
+            break
+        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        for future in done:
+            finished.append(future.result())
+            del in_flight[future]
+    record(provider, finished)
+    return claimed
 
 
-def send_one(provider: providers.Provider, message: Message) -> None:
-    """Send one claimed message; transient failures wait, permanent ones fail."""
+@dataclass(frozen=True)
+class Outcome:
+    message: Message
+    provider_id: str | None = None  # set when sent
+    error: str = ""
+    permanent: bool = False
+    retry_after: float | None = None
+
+
+_senders: ThreadPoolExecutor | None = None
+_senders_lock = threading.Lock()
+
+
+def senders() -> ThreadPoolExecutor:
+    # Sender threads only talk HTTP (through the shared httpx client); all
+    # database work stays on the worker's own thread and connection.
+    global _senders
+    with _senders_lock:
+        if _senders is None:
+            _senders = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="send")
+        return _senders
+
+
+def attempt(provider: providers.Provider, message: Message) -> Outcome:
+    """One send; never raises. Transient failures are retried later, permanent ones fail."""
     sms = OutboundSms(
         to=message.ticket.contact.phone, body=message.body, reference=str(message.uuid)
     )
     try:
-        provider_id = provider.send(sms)
+        return Outcome(message, provider_id=provider.send(sms))
     except ProviderError as exc:
-        if exc.permanent:
-            log.warning("message %s failed for good: %s", message.uuid, exc)
-            message.mark_failed(str(exc))
-        else:
-            retry(message, str(exc), exc.retry_after)
+        return Outcome(
+            message, error=str(exc), permanent=exc.permanent, retry_after=exc.retry_after
+        )
     except Exception as exc:  # noqa: BLE001 - a bug or bad setting must leave the row retried, not stranded
         log.exception("sending message %s failed unexpectedly", message.uuid)
-        retry(message, f"{type(exc).__name__}: {exc}", None)
-    else:
-        message.mark_sent(provider.name, provider_id)
+        return Outcome(message, error=f"{type(exc).__name__}: {exc}")
 
 
-def retry(message: Message, error: str, retry_after: float | None) -> None:
-    delay = backoff(message.attempts)
-    if retry_after is not None:
+def send_one(provider: providers.Provider, message: Message) -> None:
+    """Send one claimed message and record the outcome."""
+    record(provider, [attempt(provider, message)])
+
+
+def record(provider: providers.Provider, outcomes: list[Outcome]) -> None:
+    """Write down a batch of send outcomes: an UPDATE per kind of outcome."""
+    if not outcomes:
+        return
+    sent = [(o.message, o.provider_id) for o in outcomes if o.provider_id is not None]
+    failed = [(o.message, o.error) for o in outcomes if o.provider_id is None and o.permanent]
+    retries = [o for o in outcomes if o.provider_id is None and not o.permanent]
+    for message, error in failed:
+        log.warning("message %s failed for good: %s", message.uuid, error)
+    with transaction.atomic():
+        Message.mark_all_sent(provider.name, sent)
+        Message.mark_all_failed(failed)
+        Message.retry_all_later([(o.message, o.error, retry_delay(o)) for o in retries])
+
+
+def retry_delay(outcome: Outcome) -> timedelta:
+    delay = backoff(outcome.message.attempts)
+    if outcome.retry_after is not None:
         # Honour the provider's wait, within reason: a huge value would
         # overflow the timestamp and break the worker's pass.
-        delay = max(delay, timedelta(seconds=min(retry_after, RETRY_AFTER_CAP)))
-    log.info("message %s will be retried in %.0f s: %s", message.uuid, delay.total_seconds(), error)
-    message.retry_later(error, delay)
+        delay = max(delay, timedelta(seconds=min(outcome.retry_after, RETRY_AFTER_CAP)))
+    log.info(
+        "message %s will be retried in %.0f s: %s",
+        outcome.message.uuid,
+        delay.total_seconds(),
+        outcome.error,
+    )
+    return delay
 
 
 def run_once() -> int:

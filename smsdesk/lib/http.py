@@ -22,7 +22,12 @@ def client() -> httpx.Client:
     global _client
     with _lock:
         if _client is None:
-            _client = httpx.Client(timeout=TIMEOUT, headers={"User-Agent": "smsdesk"})
+            _client = httpx.Client(
+                timeout=TIMEOUT,
+                headers={"User-Agent": "smsdesk"},
+                # One kept-alive connection per sender thread.
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            )
         return _client
 
 

@@ -142,7 +142,7 @@ def test_a_failing_event_keeps_its_error_and_can_be_reprocessed(monkeypatch) -> 
         raise RuntimeError("outbox unavailable")
 
     # Fault injection: the confirmation cannot be queued for the first pass.
-    monkeypatch.setattr(Message, "queue", broken_queue)
+    monkeypatch.setattr(Message, "queue_all", broken_queue)
     drain()
     failed = InboundEvent.objects.exclude(error="")
     assert failed.count() == 2
@@ -164,7 +164,7 @@ def test_reprocess_by_id_requeues_only_that_event(monkeypatch, capsys) -> None: 
     text("+31612345678", "Hello", "m1")
     text("+31687654321", "Other", "m2")
     monkeypatch.setattr(
-        Message, "queue", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
+        Message, "queue_all", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
     )
     drain()
     monkeypatch.undo()

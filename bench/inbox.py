@@ -1,0 +1,308 @@
+"""Inbox benchmark: agent page latency at 100k tickets / 1M messages.
+
+Seeds a database per engine (bench/seed.py), starts the real `smsdesk
+serve` on it, signs in as an agent over HTTP and times sequential GETs
+(latency, not throughput) of: the open inbox, a keyset page ~20 pages
+deep, the closed and all views, and the ticket page of a 200-message
+thread; a search too, if the desk answers the search URL. Prints p50/p99
+and the server's CPU time per request, which the machine's other load
+disturbs far less than wall-clock time.
+
+    .venv/bin/python bench/inbox.py                       # SQLite and PostgreSQL, fresh, dropped
+    .venv/bin/python bench/inbox.py --reuse               # keep the seeded databases for next time
+    .venv/bin/python bench/inbox.py --engine sqlite --tickets 10000 --samples 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+from seed import LONG_THREAD_REF, seed
+
+REPO = Path(__file__).resolve().parents[1]
+SMSDESK = REPO / ".venv" / "bin" / "smsdesk"
+PG_SERVER = "postgres://postgres@127.0.0.1:5432"
+AGENT, PASSWORD = "bench-agent", "bench-agent-password-not-secret"
+NEXT_LINK = re.compile(r'href="(\?status=\w+&amp;after=[^"]+)" rel="next"')
+CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=["sqlite", "postgres"], action="append")
+    parser.add_argument("--tickets", type=int, default=100_000)
+    parser.add_argument("--messages", type=int, default=10, help="messages per ticket")
+    parser.add_argument("--samples", type=int, default=200, help="timed requests per figure")
+    parser.add_argument("--pages", type=int, default=20, help="how deep the keyset page is")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="use (and keep) smsdesk_bench_ib_inbox_<tickets> instead of a fresh database",
+    )
+    parser.add_argument("--search", default="/admin/search?q=+4474", help="timed if it answers 200")
+    parser.add_argument("--server-args", default="", help="extra `smsdesk serve` options")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="give up after this long")
+    return parser.parse_args()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(what: str, check: Callable[[], bool], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"gave up waiting for {what}")
+
+
+def count_tickets(url: str) -> int:
+    """Tickets stored, or -1 if the database has no desk tables yet."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        db = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return int(db.execute("SELECT count(*) FROM desk_ticket").fetchone()[0])
+        except sqlite3.OperationalError:
+            return -1
+        finally:
+            db.close()
+    with psycopg.connect(url) as conn:
+        try:
+            return int(conn.execute("SELECT count(*) FROM desk_ticket").fetchone()[0])  # type: ignore[index]
+        except psycopg.errors.UndefinedTable:
+            return -1
+
+
+@contextmanager
+def database(engine: str, args: argparse.Namespace, workdir: Path) -> Iterator[str]:
+    """A seeded database URL: fresh and removed afterwards, or kept with --reuse."""
+    name = (
+        f"smsdesk_bench_ib_inbox_{args.tickets}"
+        if args.reuse
+        else f"smsdesk_bench_ib_{os.getpid()}"
+    )
+    if engine == "sqlite":
+        folder = Path(tempfile.gettempdir()) if args.reuse else workdir
+        url = f"sqlite:///{folder / name}.sqlite3"
+        fresh = not (folder / f"{name}.sqlite3").exists()
+    else:
+        url = f"{PG_SERVER}/{name}"
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+            exists = admin.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+            ).fetchone()
+            if exists and not args.reuse:
+                raise SystemExit(f"database {name} exists; it would be dropped afterwards")
+            fresh = not exists
+            if fresh:
+                admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        if fresh or count_tickets(url) < 0:
+            started = time.monotonic()
+            seed(url, args.tickets, args.messages)
+            print(f"  seeded in {time.monotonic() - started:.0f} s")
+        elif count_tickets(url) <= args.tickets:
+            raise SystemExit(
+                f"{name} holds fewer tickets than asked (an interrupted seed?): drop it"
+            )
+        yield url
+    finally:
+        if engine == "postgres" and not args.reuse:
+            with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def desk(
+    database_url: str, args: argparse.Namespace, workdir: Path, deadline: float
+) -> Iterator[tuple[str, int]]:
+    """`smsdesk serve` on a free port: its base URL and process id."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSDESK_", "MESSAGEBIRD_"))}
+    env.update(DATABASE_URL=database_url, SMSDESK_PUBLIC_URL=base, SMSDESK_LOG_LEVEL="WARNING")
+    log = workdir / "serve.log"
+    cmd = [str(SMSDESK), "serve", "--port", str(port), *args.server_args.split()]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise SystemExit(f"smsdesk serve exited:\n{log.read_text()}")
+        try:
+            return httpx.get(base + "/login/", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until("the desk to answer", answers, deadline)
+        yield base, proc.pid
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def create_agent(database_url: str, workdir: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SUPERUSER_PASSWORD": PASSWORD}
+    done = subprocess.run(
+        [str(SMSDESK), "createsuperuser", "--noinput", "--username", AGENT, "--email", ""],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode and "already taken" not in done.stderr:  # a reused database has one
+        raise SystemExit(f"createsuperuser failed:\n{done.stderr}")
+
+
+def sign_in(base: str) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=30)
+    token = CSRF_FIELD.search(client.get("/login/").text)
+    assert token, "no CSRF token on the sign-in page"
+    response = client.post(
+        "/login/",
+        data={"username": AGENT, "password": PASSWORD, "csrfmiddlewaretoken": token.group(1)},
+        headers={"Referer": base + "/login/"},
+    )
+    if response.status_code != 302:
+        raise SystemExit(f"sign-in failed: {response.status_code}")
+    return client
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of the server and every process under it (web processes, worker)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it exited meanwhile
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        times[child] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo += children.get(current, [])
+    return total
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def time_page(client: httpx.Client, pid: int, path: str, samples: int) -> dict[str, float]:
+    for _ in range(5):  # warm the server's caches and the connection
+        client.get(path).raise_for_status()
+    latencies = []
+    cpu = cpu_seconds(pid)
+    size = 0
+    for _ in range(samples):
+        started = time.perf_counter()
+        response = client.get(path)
+        latencies.append(time.perf_counter() - started)
+        response.raise_for_status()
+        size = len(response.content)
+    cpu = cpu_seconds(pid) - cpu
+    return {
+        "p50": percentile(latencies, 50) * 1000,
+        "p99": percentile(latencies, 99) * 1000,
+        "max": max(latencies) * 1000,
+        "cpu": cpu / samples * 1000,
+        "kb": size / 1024,
+    }
+
+
+def deep_page(client: httpx.Client, pages: int) -> tuple[str, int]:
+    """Follow the inbox's "Older" link `pages` times; the URL reached and its depth."""
+    path, depth = "/admin/", 0
+    while depth < pages:
+        found = NEXT_LINK.search(client.get(path).text)
+        if not found:
+            break
+        path, depth = "/admin/" + found.group(1).replace("&amp;", "&"), depth + 1
+    return path, depth
+
+
+def measure(client: httpx.Client, pid: int, args: argparse.Namespace, deadline: float) -> None:
+    deep, depth = deep_page(client, args.pages)
+    figures = {
+        "inbox, open, first page": "/admin/",
+        f"inbox, open, page {depth + 1} (keyset)": deep,
+        "inbox, closed": "/admin/?status=closed",
+        "inbox, all": "/admin/?status=all",
+        f"ticket #{LONG_THREAD_REF} (200 messages)": f"/admin/tickets/{LONG_THREAD_REF}",
+    }
+    if client.get(args.search).status_code == 200:
+        figures["search"] = args.search
+    else:
+        print(f"  (no search at {args.search}: not timed)")
+    print(f"  load average before: {loadavg()}")
+    print(f"  {'page':<34} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU ms/req':>10} {'KB':>6}")
+    for label, path in figures.items():
+        if time.monotonic() > deadline:
+            raise SystemExit("out of time")
+        f = time_page(client, pid, path, args.samples)
+        print(
+            f"  {label:<34} {f['p50']:7.1f} {f['p99']:7.1f} {f['max']:7.1f} "
+            f"{f['cpu']:10.1f} {f['kb']:6.0f}"
+        )
+    print(f"  load average after:  {loadavg()}")
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def run(engine: str, args: argparse.Namespace, deadline: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="smsdesk-bench-ib-") as tmp:
+        workdir = Path(tmp)
+        print(f"{engine}: {args.tickets} tickets × {args.messages} messages")
+        with database(engine, args, workdir) as url:
+            create_agent(url, workdir)
+            with desk(url, args, workdir, deadline) as (base, pid):
+                client = sign_in(base)
+                try:
+                    measure(client, pid, args, deadline)
+                finally:
+                    client.close()
+
+
+def main() -> None:
+    args = parse_args()
+    deadline = time.monotonic() + args.timeout
+    print(
+        f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}; "
+        f"{args.samples} sequential requests per figure, `smsdesk serve {args.server_args}`"
+    )
+    for engine in args.engine or ["sqlite", "postgres"]:
+        run(engine, args, deadline)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""The worker's batched paths: many events per transaction, many sends in flight at once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from smsdesk.desk import worker
+from smsdesk.desk.models import Contact, Message, Ticket, new_ref
+from smsdesk.lib import http
+from smsdesk.sms.models import InboundEvent
+from smsdesk.sms.providers import InboundSms
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WAIT = 30.0  # seconds; a bound on every wait, never a pass/fail threshold
+
+
+def text(sender: str, body: str, key: str, after: timedelta | None = None) -> InboundEvent:
+    InboundEvent.record(
+        "messagebird", InboundSms(sender=sender, recipient="", text=body, key=key), raw={}
+    )
+    event = InboundEvent.objects.get(key=key)
+    if after is not None:
+        # Arrival times a few ms apart, as webhooks come in.
+        first = InboundEvent.objects.order_by("id").first()
+        assert first is not None
+        InboundEvent.objects.filter(pk=event.pk).update(received_at=first.received_at + after)
+    return event
+
+
+def inbound(ticket: Ticket) -> list[str]:
+    return [m.body for m in ticket.messages.filter(direction=Message.Direction.IN)]
+
+
+def confirmations(ticket: Ticket) -> int:
+    return ticket.messages.filter(direction=Message.Direction.OUT).count()
+
+
+def test_one_batch_threads_new_numbers_existing_tickets_and_bursts_in_arrival_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    known = Contact.objects.create(phone="+31600000001")
+    existing = Ticket.objects.create(ref=new_ref(), contact=known)
+    arrivals = [
+        ("+31611111111", "new 1"),
+        ("+31600000001", "known 1"),
+        ("+31622222222", "burst 1"),
+        ("+31622222222", "burst 2"),
+        ("+31633333333", "doomed"),
+        ("+31600000001", "known 2"),
+        ("+31622222222", "burst 3"),
+        ("+31611111111", "new 2"),
+    ]
+    for n, (sender, body) in enumerate(arrivals):
+        text(sender, body, f"k{n}", after=timedelta(milliseconds=n))
+
+    real_queue_all = Message.queue_all
+
+    def refuse_one(texts: Any, author: Any = None) -> list[Message]:
+        # Fault injection: the outbox refuses one customer's confirmation.
+        if any(ticket.contact.phone == "+31633333333" for ticket, _ in texts):
+            raise RuntimeError("outbox refuses +31633333333")
+        return real_queue_all(texts, author=author)
+
+    monkeypatch.setattr(Message, "queue_all", refuse_one)
+    assert worker.process_inbound() == 8
+    assert worker.process_inbound() == 0
+
+    doomed = InboundEvent.objects.get(key="k4")
+    assert "outbox refuses" in doomed.error and doomed.processed_at is None
+    assert not Contact.objects.filter(phone="+31633333333").exists()  # nothing half-done
+    assert InboundEvent.pending().count() == 0
+    assert InboundEvent.objects.filter(processed_at__isnull=False).count() == 7
+
+    assert Ticket.objects.count() == 3
+    assert inbound(existing) == ["known 1", "known 2"]
+    assert confirmations(existing) == 0
+    new = Ticket.objects.get(contact__phone="+31611111111")
+    burst = Ticket.objects.get(contact__phone="+31622222222")
+    assert inbound(new) == ["new 1", "new 2"]
+    assert inbound(burst) == ["burst 1", "burst 2", "burst 3"]
+    assert confirmations(new) == confirmations(burst) == 1
+    events = {e.key: e for e in InboundEvent.objects.all()}
+    existing.refresh_from_db()
+    burst.refresh_from_db()
+    assert existing.last_message_at == events["k5"].received_at
+    assert burst.created == events["k2"].received_at
+    assert burst.last_message_at == events["k6"].received_at
+
+
+def test_a_batch_with_a_duplicate_new_number_opens_one_ticket_per_number() -> None:
+    for n in range(30):
+        text(f"+3164000{n % 10:04d}", f"text {n}", f"d{n}", after=timedelta(milliseconds=n))
+    assert worker.process_inbound() == 30
+    assert Ticket.objects.count() == 10
+    for ticket in Ticket.objects.all():
+        assert len(inbound(ticket)) == 3
+        assert confirmations(ticket) == 1
+
+
+def test_a_closed_ticket_is_not_reused_by_a_batch() -> None:
+    contact = Contact.objects.create(phone="+31612345678")
+    closed = Ticket.objects.create(ref=new_ref(), contact=contact, status=Ticket.Status.CLOSED)
+    text("+31612345678", "again", "a1")
+    text("+31612345678", "and again", "a2", after=timedelta(milliseconds=1))
+    worker.process_inbound()
+    opened = Ticket.objects.exclude(pk=closed.pk).get()
+    assert inbound(opened) == ["again", "and again"]
+    assert confirmations(opened) == 1
+    assert not closed.messages.exists()
+
+
+def in_thread(work: Any) -> None:
+    try:
+        work()
+    finally:
+        connection.close()  # each thread has its own connection
+
+
+@pytest.mark.postgres_only
+def test_two_workers_batching_the_same_new_numbers_open_one_ticket_and_confirm_once() -> None:
+    numbers = [f"+316200000{n:02d}" for n in range(40)]
+    # Every number in both halves of the journal, in a different order in
+    # each, so that the two workers' batches meet them in opposite orders.
+    first_half = numbers[:]
+    second_half = numbers[::-1]
+    for n, number in enumerate(first_half + second_half):
+        text(number, f"{number} #{n}", f"p{n:03d}", after=timedelta(microseconds=n))
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            start.wait(timeout=WAIT)
+            while worker.process_inbound(limit=40):
+                pass
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=in_thread, args=(work,)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=WAIT)
+    assert not errors
+    assert not InboundEvent.objects.exclude(error="").exists()
+    assert not InboundEvent.pending().exists()
+    assert Contact.objects.count() == 40
+    assert Ticket.objects.count() == 40
+    for ticket in Ticket.objects.all():
+        assert len(inbound(ticket)) == 2
+        assert confirmations(ticket) == 1
+
+
+class ScriptedProvider:
+    """A local MessageBird that answers by message body: "stall", "refuse", or 201."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.received: Counter[str] = Counter()
+        self.stalled = threading.Event()
+        self._lock = threading.Lock()
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the worker's client expects
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                request = json.loads(self.rfile.read(length))
+                with provider._lock:
+                    provider.received[request["body"]] += 1
+                if request["body"] == "stall":
+                    provider.stalled.set()
+                    provider.release.wait(WAIT)
+                if request["body"] == "refuse":
+                    status, answer = 422, {"errors": [{"code": 10, "description": "bad number"}]}
+                else:
+                    status, answer = 201, {"id": uuid.uuid4().hex}
+                data = json.dumps(answer).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the worker gave up waiting
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128  # every sender connects at once
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def scripted(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedProvider]:
+    provider = ScriptedProvider()
+    settings.SMSDESK_PROVIDER = "messagebird"
+    settings.MESSAGEBIRD_API_URL = provider.url
+    settings.MESSAGEBIRD_ACCESS_KEY = "test"
+    settings.MESSAGEBIRD_ORIGINATOR = "+3197010254321"
+    monkeypatch.setattr(http, "TIMEOUT", http.httpx.Timeout(WAIT, connect=5.0))
+    http.reset()
+    yield provider
+    provider.close()
+    http.reset()
+
+
+def test_a_stalled_send_holds_up_neither_the_sends_beside_it_nor_their_outcomes(
+    scripted: ScriptedProvider,
+) -> None:
+    contact = Contact.objects.create(phone="+31612345678")
+    ticket = Ticket.objects.create(ref=new_ref(), contact=contact)
+    stalled = ticket.reply("stall", author=None)
+    refused = ticket.reply("refuse", author=None)
+    fine = [ticket.reply(f"fine {n}", author=None) for n in range(5)]
+    sending = threading.Thread(target=in_thread, args=(worker.send_due,))
+    sending.start()
+    try:
+        assert scripted.stalled.wait(WAIT)
+        # While one send hangs, the others are answered and written down.
+        for _ in range(int(WAIT * 20)):
+            done = Message.objects.filter(pk__in=[m.pk for m in [refused, *fine]])
+            if not done.filter(status=Message.Status.SENDING).exists():
+                break
+            threading.Event().wait(0.05)
+        for message in fine:
+            message.refresh_from_db()
+            assert message.status == Message.Status.SENT
+            assert message.provider_message_id and message.sent_at is not None
+        refused.refresh_from_db()
+        assert refused.status == Message.Status.FAILED
+        assert "bad number" in refused.last_error
+        assert refused.next_attempt_at is None
+        stalled.refresh_from_db()
+        assert stalled.status == Message.Status.SENDING  # still leased to the hung send
+    finally:
+        scripted.release.set()
+        sending.join(timeout=WAIT)
+    stalled.refresh_from_db()
+    assert stalled.status == Message.Status.SENT
+    assert set(scripted.received.values()) == {1}  # nothing went out twice
+    assert worker.send_due() == 0
+
+
+def test_outcomes_of_a_batch_are_recorded_only_for_the_claim_that_made_them(
+    scripted: ScriptedProvider,
+) -> None:
+    contact = Contact.objects.create(phone="+31612345678")
+    ticket = Ticket.objects.create(ref=new_ref(), contact=contact)
+    messages = [ticket.reply(f"fine {n}", author=None) for n in range(3)]
+    claimed = Message.claim_due(3)
+    # The lease ran out and another worker re-claimed the first row meanwhile.
+    Message.objects.filter(pk=claimed[0].pk).update(attempts=2)
+    Message.mark_all_sent("messagebird", [(m, f"id-{m.pk}") for m in claimed])
+    statuses = dict(Message.objects.values_list("pk", "status"))
+    assert statuses[messages[0].pk] == Message.Status.SENDING
+    assert statuses[messages[1].pk] == statuses[messages[2].pk] == Message.Status.SENT
+    assert Message.objects.get(pk=messages[2].pk).provider_message_id == f"id-{messages[2].pk}"
