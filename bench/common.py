@@ -6,6 +6,7 @@ makes is removed again when its `with` block ends, even on an error.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import signal
@@ -13,6 +14,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -327,3 +329,20 @@ def machine() -> dict[str, str]:
         "postgresql": postgres,
         "kernel": platform.release(),
     }
+
+
+def run_main(
+    doc: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace, Path], Iterator[Row]],
+) -> None:
+    """A benchmark's command line: parse, run in a scratch folder, print rows, exit 1 on failure."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args()
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="smsdesk-bench-") as tmp:
+        for row in run(args, Path(tmp)):
+            failed |= row.failed
+            print(format_row(row), flush=True)
+    sys.exit(1 if failed else 0)

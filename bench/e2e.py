@@ -20,7 +20,6 @@ import argparse
 import http.client
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -202,15 +201,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args()
-    failed = False
-    with tempfile.TemporaryDirectory(prefix="smsdesk-bench-") as tmp:
-        for row in run(args, Path(tmp)):
-            failed |= row.failed
-            print(common.format_row(row), flush=True)
-    sys.exit(1 if failed else 0)
+    common.run_main(__doc__ or "", add_arguments, run)
 
 
 if __name__ == "__main__":

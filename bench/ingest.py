@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -203,17 +202,9 @@ def run(args: argparse.Namespace, workdir: Path) -> Iterator[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args()
     if not loadgen.have_wrk():
         raise SystemExit("wrk is missing: apt-get install -y wrk")
-    failed = False
-    with tempfile.TemporaryDirectory(prefix="smsdesk-bench-") as tmp:
-        for row in run(args, Path(tmp)):
-            failed |= row.failed
-            print(common.format_row(row), flush=True)
-    sys.exit(1 if failed else 0)
+    common.run_main(__doc__ or "", add_arguments, run)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,15 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args()
-    failed = False
-    with tempfile.TemporaryDirectory(prefix="smsdesk-bench-") as tmp:
-        for row in run(args, Path(tmp)):
-            failed |= row.failed
-            print(common.format_row(row), flush=True)
-    sys.exit(1 if failed else 0)
+    common.run_main(__doc__ or "", add_arguments, run)
 
 
 if __name__ == "__main__":
