@@ -29,6 +29,7 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SMSDESK = BIN / "smsdesk"
+FAKE = REPO / "bench" / "fake_provider.py"
 PG_SERVER = os.environ.get("SMSDESK_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 # Benchmark databases carry this prefix so a leftover one is easy to spot and drop.
 PG_PREFIX = "smsdesk_bench_"
@@ -248,6 +249,26 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 # Processes
+
+
+@contextmanager
+def fake_provider(workdir: Path) -> Iterator[tuple[str, Path]]:
+    """The fake MessageBird on a free port: its URL and its log of received messages."""
+    port = free_port()
+    log = workdir / f"fake-provider-{port}.log"  # one per run: numbers repeat across runs
+    proc = subprocess.Popen(
+        [sys.executable, str(FAKE), "--port", str(port), "--log", str(log)],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        # Bounded by the desk's own start-up wait if the fake never says it.
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("bench/fake_provider.py did not start")
+        yield f"http://127.0.0.1:{port}", log
+    finally:
+        stop(proc)
 
 
 def process_tree(pid: int) -> list[int]:

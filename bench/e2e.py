@@ -18,38 +18,13 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import common
 import loadgen
 from common import Row
-
-FAKE = common.REPO / "bench" / "fake_provider.py"
-
-
-@contextmanager
-def fake_provider(workdir: Path) -> Iterator[tuple[str, Path]]:
-    """The fake MessageBird on a free port: its URL and its log of received messages."""
-    port = common.free_port()
-    log = workdir / f"fake-provider-{port}.log"  # one per run: numbers repeat across runs
-    proc = subprocess.Popen(
-        [sys.executable, str(FAKE), "--port", str(port), "--log", str(log)],
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        # Bounded by the desk's own start-up wait if the fake never says it.
-        if proc.stdout.readline().strip() != b"ready":
-            raise RuntimeError("bench/fake_provider.py did not start")
-        yield f"http://127.0.0.1:{port}", log
-    finally:
-        common.stop(proc)
 
 
 def received(log: Path) -> dict[str, float]:
@@ -165,13 +140,10 @@ def throughput(
 
 
 def run(args: argparse.Namespace, workdir: Path) -> Iterator[Row]:
-    if not FAKE.exists():
-        print("bench/fake_provider.py is missing: end-to-end figures skipped", file=sys.stderr)
-        return
     for kind in ["sqlite", "postgres"] if args.database == "both" else [args.database]:
         with (
             common.database(kind, workdir, "e2e") as url,
-            fake_provider(workdir) as (api_url, log),
+            common.fake_provider(workdir) as (api_url, log),
             common.serve(
                 url,
                 workdir,

@@ -23,9 +23,7 @@ import argparse
 import os
 import platform
 import random
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,13 +34,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import common
 import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
-PYTHON = REPO / ".venv" / "bin" / "python"
 SMSDESK = REPO / ".venv" / "bin" / "smsdesk"
-FAKE = REPO / "bench" / "fake_provider.py"
-PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 ORIGINATOR = "+3197010000000"
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -51,19 +47,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--events", type=int, default=20_000)
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
-    parser.add_argument("--pg-server", default=PG_SERVER, help="where to create the database")
     parser.add_argument("--workers", type=int, default=1, help="`smsdesk worker` processes")
     parser.add_argument("--existing", type=int, help="tickets already open (default N/4)")
     parser.add_argument("--queries", type=int, default=1000, help="events for the query count")
     parser.add_argument("--profile", help="run the worker under this command prefix")
     parser.add_argument("--timeout", type=float, default=300.0)
     return parser.parse_args()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -73,21 +62,6 @@ def cpu_seconds(pid: int) -> float:
     except FileNotFoundError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-@contextmanager
-def database(args: argparse.Namespace, workdir: Path) -> Iterator[str]:
-    if not args.postgres:
-        yield f"sqlite:///{workdir / 'bench.sqlite3'}"
-        return
-    name = f"smsdesk_bench_wk_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{args.pg_server}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{args.pg_server}/{name}"
-    finally:
-        with psycopg.connect(f"{args.pg_server}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def desk_env(database_url: str, api_url: str) -> dict[str, str]:
@@ -228,24 +202,6 @@ def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subproce
                 proc.wait()
 
 
-@contextmanager
-def fake_provider(port: int, workdir: Path) -> Iterator[subprocess.Popen[str]]:
-    cmd = [str(PYTHON), str(FAKE), "--port", str(port), "--log", str(workdir / "sent.log")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise SystemExit("the fake provider did not start")
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def wait_idle(procs: list[subprocess.Popen[bytes]], deadline: float) -> None:
     """Until the workers have started and stopped spending CPU (imports, connect)."""
     last = -1.0
@@ -254,15 +210,20 @@ def wait_idle(procs: list[subprocess.Popen[bytes]], deadline: float) -> None:
         if any(p.poll() is not None for p in procs):
             raise SystemExit("a worker exited at start-up; see worker.log")
         now = sum(cpu_seconds(p.pid) for p in procs)
-        if now == last:
+        # Idle workers still poll (every 0.1 s): "idle" is under 10 % of a core.
+        if last >= 0 and now - last < 0.05 * len(procs):
             return
         last = now
     raise SystemExit("the workers did not settle")
 
 
 def run(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
-    port = free_port()
-    env = desk_env(database_url, f"http://127.0.0.1:{port}")
+    with common.fake_provider(workdir) as (api_url, _):
+        measure(args, workdir, database_url, api_url)
+
+
+def measure(args: argparse.Namespace, workdir: Path, database_url: str, api_url: str) -> None:
+    env = desk_env(database_url, api_url)
     log = workdir / "worker.log"
     subprocess.run(
         [str(SMSDESK), "migrate", "-v0"],
@@ -277,42 +238,39 @@ def run(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
     deadline = time.monotonic() + args.timeout
     db_cpu = backend_cpu(database_url)
 
-    with fake_provider(port, workdir) as fake:
-        prefix = args.profile.split() if args.profile else []
-        workers = [str(SMSDESK), "worker"]
-        with ExitStack() as stack:
-            procs = [
-                stack.enter_context(process(prefix + workers, env, log))
-                for _ in range(args.workers)
-            ]
-            wait_idle(procs, deadline)
-            cpu0 = sum(cpu_seconds(p.pid) for p in procs)
-            fill_events(args.events, existing, 0, seed=1)
-            db0 = db_cpu()
-            started = time.monotonic()
-            threaded_at = sent_at = None
-            last_report = started
-            while time.monotonic() < deadline:
-                time.sleep(0.1)
-                now = time.monotonic()
-                pending = count(PENDING)
-                outbox = count(OUTBOX)
-                if threaded_at is None and pending == 0:
-                    threaded_at = now
-                if threaded_at is not None and outbox == 0:
-                    sent_at = now
-                    break
-                if now - last_report >= 5:
-                    last_report = now
-                    done = args.events - pending
-                    print(f"  {now - started:5.1f} s: {done} threaded, {count(SENT)} sent")
-                if any(p.poll() is not None for p in procs):
-                    raise SystemExit(f"a worker exited:\n{log.read_text()[-3000:]}")
-            cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
-            db = db_cpu() - db0
-            if threaded_at is None or sent_at is None:
-                raise SystemExit(f"gave up after {args.timeout:.0f} s")
-        fake.poll()
+    prefix = args.profile.split() if args.profile else []
+    workers = [str(SMSDESK), "worker"]
+    with ExitStack() as stack:
+        procs = [
+            stack.enter_context(process(prefix + workers, env, log)) for _ in range(args.workers)
+        ]
+        wait_idle(procs, deadline)
+        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+        fill_events(args.events, existing, 0, seed=1)
+        db0 = db_cpu()
+        started = time.monotonic()
+        threaded_at = sent_at = None
+        last_report = started
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = time.monotonic()
+            pending = count(PENDING)
+            outbox = count(OUTBOX)
+            if threaded_at is None and pending == 0:
+                threaded_at = now
+            if threaded_at is not None and outbox == 0:
+                sent_at = now
+                break
+            if now - last_report >= 5:
+                last_report = now
+                done = args.events - pending
+                print(f"  {now - started:5.1f} s: {done} threaded, {count(SENT)} sent")
+            if any(p.poll() is not None for p in procs):
+                raise SystemExit(f"a worker exited:\n{log.read_text()[-3000:]}")
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+        db = db_cpu() - db0
+        if threaded_at is None or sent_at is None:
+            raise SystemExit(f"gave up after {args.timeout:.0f} s")
 
     errors, sent, failed = count(ERRORS), count(SENT), count(FAILED)
     confirmations = args.events // 2
@@ -333,10 +291,10 @@ def run(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
     if errors or failed or sent != confirmations:
         raise SystemExit(1)
     if args.queries:
-        count_queries(args.queries, existing, first=args.events, port=port, workdir=workdir)
+        count_queries(args.queries, existing, first=args.events)
 
 
-def count_queries(n: int, existing: list[str], first: int, port: int, workdir: Path) -> None:
+def count_queries(n: int, existing: list[str], first: int) -> None:
     """Queries per event for one more batch, run in this process (same code, same database)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -344,7 +302,7 @@ def count_queries(n: int, existing: list[str], first: int, port: int, workdir: P
     from smsdesk.desk import worker
 
     fill_events(n, existing, first, seed=2)
-    with fake_provider(port, workdir), CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as queries:
         threaded = 0
         while done := worker.process_inbound():
             threaded += done
@@ -372,7 +330,8 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="smsdesk-bench-wk-") as tmp:
         workdir = Path(tmp)
-        with database(args, workdir) as database_url:
+        kind = "postgres" if args.postgres else "sqlite"
+        with common.database(kind, workdir, "worker") as database_url:
             try:
                 run(args, workdir, database_url)
             finally:
