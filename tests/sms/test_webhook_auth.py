@@ -2,46 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
-import uuid
 from typing import Any
 
-import jwt
 import pytest
 from django.http import HttpResponse
 from django.test import Client
 
 from smsdesk.sms.models import InboundEvent
+from tests.sms.signing import SIGNING_KEY, signature
 
 pytestmark = pytest.mark.django_db
 
-SIGNING_KEY = "36efdd1aace2e26cd490f0d951138253bef2f7c6d34d18981da781555cc4cebb"
 TOKEN = "7Qm1c0x9kZ4dR2vW8pLs"
 BODY = json.dumps({"originator": "+31612345678", "payload": "Where is my order?", "id": "sig-1"})
 QUERY = "id=sig-2&originator=31612345678&body=Hello"
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def signature(url: str, body: str = "", key: str = SIGNING_KEY, **overrides: Any) -> str:
-    """A MessageBird-Signature-JWT as MessageBird makes one (providers.md §4a)."""
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": "MessageBird",
-        "nbf": now,
-        "exp": now + 60,
-        "jti": str(uuid.uuid4()),
-        "url_hash": sha256(url.encode()),
-    }
-    if body:
-        claims["payload_hash"] = sha256(body.encode())
-    claims.update(overrides)
-    return jwt.encode(claims, key, algorithm="HS256")
 
 
 def post_signed(

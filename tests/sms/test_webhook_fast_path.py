@@ -7,15 +7,11 @@ log lines. Other URLs must still get sessions and CSRF.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import jwt
 import pytest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -23,10 +19,10 @@ from django.test import RequestFactory
 
 from smsdesk import wsgi
 from smsdesk.sms.models import InboundEvent
+from tests.sms.signing import SIGNING_KEY, signature
 
 pytestmark = pytest.mark.django_db
 
-SIGNING_KEY = "36efdd1aace2e26cd490f0d951138253bef2f7c6d34d18981da781555cc4cebb"
 TOKEN = "7Qm1c0x9kZ4dR2vW8pLs"
 FORM = (
     "originator=31612345678&recipient=%2B3197010254321&payload=Where+is+my+order%3F"
@@ -37,20 +33,6 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 
 Answer = tuple[int, dict[str, str], bytes]
 MakeRequest = Callable[[], Any]
-
-
-def signature(url: str, body: str, **overrides: Any) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": "MessageBird",
-        "nbf": now,
-        "exp": now + 60,
-        "jti": str(uuid.uuid4()),
-        "url_hash": hashlib.sha256(url.encode()).hexdigest(),
-        "payload_hash": hashlib.sha256(body.encode()).hexdigest(),
-    }
-    claims.update(overrides)
-    return jwt.encode(claims, SIGNING_KEY, algorithm="HS256")
 
 
 @contextmanager
