@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "smsdesk.sms",
     "smsdesk.desk",
+    "smsdesk.live",
 ]
 
 MIDDLEWARE = [

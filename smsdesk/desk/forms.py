@@ -12,7 +12,9 @@ class ReplyForm(forms.Form):
         label="Reply",
         max_length=MAX_SMS_CHARS,
         strip=True,
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Type a reply to send by SMS"}),
+        widget=forms.Textarea(
+            attrs={"rows": 3, "placeholder": "Type a reply to send by SMS", "data-sms-composer": ""}
+        ),
         error_messages={"required": "Write something before sending."},
     )
 

@@ -223,6 +223,19 @@ class Ticket(models.Model):
             raise ReplyRefused("This customer already has another open ticket.") from None
 
 
+class TicketRead(models.Model):
+    """When an agent last opened a ticket: newer activity shows as unread to them."""
+
+    agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="reads")
+    read_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ticket", "agent"], name="one_read_marker_per_agent")
+        ]
+
+
 def confirmation_text(ref: str) -> str:
     return settings.SMSDESK_CONFIRMATION_TEXT.replace("{ref}", ref)
 
@@ -307,6 +320,9 @@ class Message(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # How the text goes over the air (smsdesk.lib.segments), for outbound only.
+    encoding = models.CharField(max_length=8, blank=True)
+    segments = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["created", "id"]

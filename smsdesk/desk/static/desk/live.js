@@ -1,0 +1,1 @@
+// Live updates over SSE: filled in by the live app.
