@@ -235,6 +235,9 @@ class TicketRead(models.Model):
             models.UniqueConstraint(fields=["ticket", "agent"], name="one_read_marker_per_agent")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.agent_id} read {self.ticket_id} at {self.read_at}"
+
 
 def confirmation_text(ref: str) -> str:
     return settings.SMSDESK_CONFIRMATION_TEXT.replace("{ref}", ref)
