@@ -17,6 +17,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from smsdesk.lib.phone import is_phone_number
+from smsdesk.live.events import publish
 from smsdesk.sms.models import InboundEvent, wake_worker
 
 # No 0/O, 1/I/L or U: refs are read aloud and typed from a phone screen.
@@ -203,6 +204,7 @@ class Ticket(models.Model):
             )
         message = Message.queue(self, body, author=author)
         self.touch(message.created)
+        publish([self.pk], "message")
         return message
 
     @transaction.atomic
@@ -210,6 +212,7 @@ class Ticket(models.Model):
         self.status = self.Status.CLOSED
         self.closed_at = timezone.now()
         self.save(update_fields=["status", "closed_at"])
+        publish([self.pk], "ticket")
 
     def reopen(self) -> None:
         """Reopen, unless the customer has texted since and has a new open ticket."""
@@ -218,6 +221,7 @@ class Ticket(models.Model):
                 self.status = self.Status.OPEN
                 self.closed_at = None
                 self.save(update_fields=["status", "closed_at"])
+                publish([self.pk], "ticket")
         except IntegrityError:
             self.status = self.Status.CLOSED
             raise ReplyRefused("This customer already has another open ticket.") from None
@@ -287,6 +291,7 @@ def receive_all(events: Sequence[InboundEvent]) -> list[Message]:
     InboundEvent.objects.filter(pk__in=[event.pk for event in events]).update(
         processed_at=timezone.now()
     )
+    publish(sorted(ticket.pk for ticket, _ in tickets.values()), "message")
     return messages
 
 
@@ -445,6 +450,7 @@ class Message(models.Model):
                 next_attempt_at=None,
                 last_error="",
             )
+            publish(sorted({message.ticket_id for message, _ in sent}), "delivery")
 
     @classmethod
     def mark_all_failed(cls, failed: Sequence[tuple[Message, str]]) -> None:
@@ -454,6 +460,7 @@ class Message(models.Model):
                 next_attempt_at=None,
                 last_error=per_row(Message, "last_error", {m.pk: error for m, error in failed}),
             )
+            publish(sorted({message.ticket_id for message, _ in failed}), "delivery")
 
     @classmethod
     def retry_all_later(cls, retries: Sequence[tuple[Message, str, timedelta]]) -> None:
@@ -466,6 +473,7 @@ class Message(models.Model):
                 ),
                 last_error=per_row(Message, "last_error", {m.pk: error for m, error, _ in retries}),
             )
+            publish(sorted({message.ticket_id for message, _, _ in retries}), "delivery")
 
 
 def per_row(model: type[models.Model], name: str, values: Mapping[int, object]) -> Value | RawSQL:
