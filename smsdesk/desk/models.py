@@ -48,6 +48,13 @@ class Contact(models.Model):
     def can_receive_sms(self) -> bool:
         return is_phone_number(self.phone)
 
+    @transaction.atomic
+    def rename(self, name: str) -> None:
+        """Agents name a contact; the name then stands in for the number everywhere."""
+        self.name = name.strip()
+        self.save(update_fields=["name"])
+        publish(self.tickets.values_list("pk", flat=True), "contact")
+
     @classmethod
     def for_phone(cls, phone: str) -> Contact:
         return cls.for_phones([phone])[phone]
@@ -208,6 +215,35 @@ class Ticket(models.Model):
         return message
 
     @transaction.atomic
+    def assign(self, agent: AbstractBaseUser | None) -> None:
+        """Give the ticket to an agent, or to nobody."""
+        self.assignee = agent  # type: ignore[assignment]
+        self.save(update_fields=["assignee"])
+        publish([self.pk], "assign")
+
+    @transaction.atomic
+    def add_note(self, body: str, author: AbstractBaseUser) -> Message:
+        """An internal note: agents see it in the thread, the customer never does."""
+        body = body.strip()
+        if not body:
+            raise ReplyRefused("The note is empty.")
+        # Notes leave last_message_at alone: the inbox orders by conversation.
+        note = Message.objects.create(
+            ticket=self, direction=Message.Direction.NOTE, body=body, author_id=author.pk
+        )
+        publish([self.pk], "note")
+        return note
+
+    def written_since(self, message_id: int, agent: AbstractBaseUser) -> list[Message]:
+        """Replies by other agents after `message_id`: what a reply would collide with."""
+        return list(
+            self.messages.filter(pk__gt=message_id, direction=Message.Direction.OUT)
+            .exclude(author=None)
+            .exclude(author_id=agent.pk)
+            .select_related("author")
+        )
+
+    @transaction.atomic
     def close(self) -> None:
         self.status = self.Status.CLOSED
         self.closed_at = timezone.now()
@@ -241,6 +277,36 @@ class TicketRead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent_id} read {self.ticket_id} at {self.read_at}"
+
+    @classmethod
+    def mark(cls, ticket: Ticket, agent: AbstractBaseUser) -> None:
+        """The agent has seen everything in the ticket up to now (one upsert)."""
+        TicketRead.objects.bulk_create(
+            [TicketRead(ticket=ticket, agent_id=agent.pk, read_at=timezone.now())],
+            update_conflicts=True,
+            unique_fields=["ticket", "agent"],
+            update_fields=["read_at"],
+        )
+
+
+@transaction.atomic
+def start_conversation(
+    phone: str, body: str, author: AbstractBaseUser, name: str = ""
+) -> tuple[Ticket, bool]:
+    """An agent texts a number first: its open ticket, or a new one assigned to them.
+
+    No confirmation goes out: the customer did not ask for anything, and the
+    agent's own text is the first they see. True if the ticket is new.
+    """
+    contact = Contact.for_phone(phone)
+    if name.strip() and not contact.name:
+        contact.rename(name)
+    ticket, opened = Ticket.open_for(contact, timezone.now())
+    ticket.contact = contact
+    if opened:
+        ticket.assign(author)
+    ticket.reply(body, author=author)
+    return ticket, opened
 
 
 def confirmation_text(ref: str) -> str:

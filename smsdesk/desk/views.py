@@ -1,28 +1,33 @@
-"""The agent inbox at /admin: list, thread, reply, close, reopen."""
+"""The agent inbox at /admin: the ticket list, its views and search, new conversations."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
 
-from .forms import ReplyForm
-from .models import Message, ReplyRefused, Ticket
+from .forms import NewConversationForm
+from .models import Message, ReplyRefused, Ticket, TicketRead, start_conversation
 
 PAGE_SIZE = 25
+MAX_QUERY = 100
 REF_SHAPE = re.compile(r"[A-Za-z0-9]{1,12}")
+STATUSES = {"open": "Open", "closed": "Closed", "all": "All"}
 STATUS_FILTERS = {
     "open": Q(status=Ticket.Status.OPEN),
     "closed": Q(status=Ticket.Status.CLOSED),
     "all": Q(),
 }
+OWNERS = {"all": "Everyone", "mine": "Mine", "unassigned": "Unassigned"}
 
 
 def get_ticket(ref: str) -> Ticket:
@@ -41,12 +46,37 @@ def signed_in(request: HttpRequest) -> AbstractBaseUser:
     return user
 
 
+def render_page(
+    request: HttpRequest,
+    template: str,
+    context: dict[str, Any],
+    fragments: Mapping[str, str],
+    status: int = 200,
+) -> HttpResponse:
+    """The page, or with `?fragment=NAME` just that part of it, for live updates."""
+    fragment = request.GET.get("fragment", "")
+    if fragment in fragments:
+        return render(request, fragments[fragment], context)
+    return render(request, template, context, status=status)
+
+
+def choice(value: str | None, choices: Mapping[str, object], default: str) -> str:
+    return value if value is not None and value in choices else default
+
+
 @login_required
 def inbox(request: HttpRequest) -> HttpResponse:
-    status = request.GET.get("status", "open")
-    if status not in STATUS_FILTERS:
-        status = "open"
-    tickets = Ticket.objects.filter(STATUS_FILTERS[status]).select_related("contact", "assignee")
+    me = signed_in(request)
+    status = choice(request.GET.get("status"), STATUSES, "open")
+    owner = choice(request.GET.get("who"), OWNERS, "all")
+    query = request.GET.get("q", "").strip()[:MAX_QUERY]
+    tickets = Ticket.objects.filter(STATUS_FILTERS[status])
+    if owner == "mine":
+        tickets = tickets.filter(assignee_id=me.pk)
+    elif owner == "unassigned":
+        tickets = tickets.filter(assignee__isnull=True)
+    if query:
+        tickets = search_tickets(tickets, query)
     cursor = parse_cursor(request.GET.get("after", ""))
     if cursor:
         at, pk = cursor
@@ -57,15 +87,61 @@ def inbox(request: HttpRequest) -> HttpResponse:
         tickets = tickets.filter(
             Q(last_message_at__lte=at), Q(last_message_at__lt=at) | Q(pk__lt=pk)
         )
-    page = list(with_last_message(tickets.order_by("-last_message_at", "-id"))[: PAGE_SIZE + 1])
+    tickets = tickets.select_related("contact", "assignee").order_by("-last_message_at", "-id")
+    page = list(with_read_marks(with_last_message(tickets), me)[: PAGE_SIZE + 1])
     more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
-    next_cursor = make_cursor(page[-1]) if more else ""
-    return render(
+    here = {"status": status, "who": owner, "q": query}
+    context = {
+        "tickets": page,
+        "status": status,
+        "owner": owner,
+        "query": query,
+        "paged": bool(cursor),
+        "first_url": view_url(here),
+        "clear_url": view_url(here, q=""),
+        "next_url": view_url(here, after=make_cursor(page[-1])) if more else "",
+        "status_tabs": [
+            (key, label, view_url(here, status=key), key == status)
+            for key, label in STATUSES.items()
+        ],
+        "owner_tabs": owner_tabs(here, me),
+    }
+    return render_page(
         request,
         "desk/inbox.html",
-        {"tickets": page, "status": status, "next_cursor": next_cursor, "paged": bool(cursor)},
+        context,
+        {"list": "desk/_inbox_list.html", "views": "desk/_inbox_views.html"},
     )
+
+
+def search_tickets(tickets: QuerySet[Ticket], query: str) -> QuerySet[Ticket]:
+    from .search import search
+
+    return search(tickets, query)
+
+
+def view_url(here: Mapping[str, str], **changes: str) -> str:
+    """The inbox URL for the current view with some parameters changed; defaults left out."""
+    params = {**here, **changes}
+    defaults = {"status": "open", "who": "all", "q": "", "after": ""}
+    kept = {key: value for key, value in params.items() if value != defaults.get(key)}
+    return "?" + urlencode(kept) if kept else "?"
+
+
+def owner_tabs(
+    here: Mapping[str, str], me: AbstractBaseUser
+) -> list[tuple[str, str, int, str, bool]]:
+    """Everyone / Mine / Unassigned, each with its number of open tickets (one query)."""
+    counts = Ticket.objects.filter(status=Ticket.Status.OPEN).aggregate(
+        all=Count("pk"),
+        mine=Count("pk", filter=Q(assignee_id=me.pk)),
+        unassigned=Count("pk", filter=Q(assignee__isnull=True)),
+    )
+    return [
+        (key, label, counts[key], view_url(here, who=key), key == here["who"])
+        for key, label in OWNERS.items()
+    ]
 
 
 def with_last_message(tickets: QuerySet[Ticket]) -> QuerySet[Ticket]:
@@ -83,6 +159,14 @@ def with_last_message(tickets: QuerySet[Ticket]) -> QuerySet[Ticket]:
     )
 
 
+def with_read_marks(tickets: QuerySet[Ticket], agent: AbstractBaseUser) -> QuerySet[Ticket]:
+    """`seen`: the agent has opened the ticket since its last message."""
+    read = TicketRead.objects.filter(
+        ticket=OuterRef("pk"), agent_id=agent.pk, read_at__gte=OuterRef("last_message_at")
+    )
+    return tickets.annotate(seen=Exists(read))
+
+
 def make_cursor(ticket: Ticket) -> str:
     return f"{ticket.last_message_at.timestamp():.6f}_{ticket.pk}"
 
@@ -97,50 +181,26 @@ def parse_cursor(value: str) -> tuple[datetime, int] | None:
 
 
 @login_required
-def ticket(request: HttpRequest, ref: str, form: ReplyForm | None = None) -> HttpResponse:
-    item = get_ticket(ref)
-    thread = item.messages.select_related("author").order_by("created", "id")
-    return render(
-        request,
-        "desk/ticket.html",
-        {"ticket": item, "thread": thread, "form": form or ReplyForm()},
-        status=400 if form is not None and form.errors else 200,
+def new_conversation(request: HttpRequest) -> HttpResponse:
+    """Text any number first: it opens (or joins) that number's ticket."""
+    form = NewConversationForm(
+        request.POST or None, initial={"phone": request.GET.get("phone", "")}
     )
-
-
-@login_required
-@require_POST
-def reply(request: HttpRequest, ref: str) -> HttpResponse:
-    item = get_ticket(ref)
-    form = ReplyForm(request.POST)
-    if not form.is_valid():
-        return ticket(request, ref, form)
-    try:
-        item.reply(form.cleaned_data["body"], author=signed_in(request))
-    except ReplyRefused as exc:
-        form.add_error("body", str(exc))
-        return ticket(request, ref, form)
-    messages.success(request, "Reply queued.")
-    return redirect("desk:ticket", ref=item.ref)
-
-
-@login_required
-@require_POST
-def close(request: HttpRequest, ref: str) -> HttpResponse:
-    item = get_ticket(ref)
-    item.close()
-    messages.success(request, f"Ticket {item.ref} closed.")
-    return redirect("desk:ticket", ref=item.ref)
-
-
-@login_required
-@require_POST
-def reopen(request: HttpRequest, ref: str) -> HttpResponse:
-    item = get_ticket(ref)
-    try:
-        item.reopen()
-    except ReplyRefused as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Ticket {item.ref} reopened.")
-    return redirect("desk:ticket", ref=item.ref)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            item, opened = start_conversation(
+                data["phone"], data["body"], author=signed_in(request), name=data["name"]
+            )
+        except ReplyRefused as exc:
+            form.add_error("body", str(exc))
+        else:
+            if opened:
+                messages.success(request, f"Message queued; ticket {item.ref} opened.")
+            else:
+                messages.info(
+                    request, f"They already had ticket {item.ref} open: your text is in it."
+                )
+            return redirect("desk:ticket", ref=item.ref)
+    status = 400 if form.errors else 200
+    return render(request, "desk/new.html", {"form": form}, status=status)

@@ -21,11 +21,30 @@ MONTHS = (
 
 @register.filter
 def message_time(value: datetime) -> SafeString:
-    """`<time>` with the ISO instant, the full local time on hover and "24 Nov, 01:28"."""
+    """`<time>` with the ISO instant and the full local time on hover.
+
+    It reads "just now", "5 min ago" or "3 h ago" for the last day (desk.js
+    keeps those current on an open page), then "24 Nov, 01:28".
+    """
     at = timezone.localtime(value)
     month = MONTHS[at.month - 1]
-    # Only digits, fixed month names and the ISO form: nothing to escape.
+    ago = relative(value, timezone.now())
+    text = ago or f"{at.day} {month[:3]}, {at:%H:%M}"
+    marker = " data-ago" if ago else ""
+    # Only digits, fixed words and the ISO form: nothing to escape.
     return mark_safe(
-        f'<time datetime="{at.isoformat()}" title="{at.day} {month} {at.year}, {at:%H:%M:%S}">'
-        f"{at.day} {month[:3]}, {at:%H:%M}</time>"
+        f'<time datetime="{at.isoformat()}" title="{at.day} {month} {at.year}, {at:%H:%M:%S}"'
+        f"{marker}>{text}</time>"
     )
+
+
+def relative(at: datetime, now: datetime) -> str | None:
+    """ "5 min ago" for the last day; None for older or future times. desk.js has the same rules."""
+    seconds = (now - at).total_seconds()
+    if seconds < -60 or seconds >= 86400:
+        return None
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    return f"{int(seconds // 3600)} h ago"

@@ -1,0 +1,156 @@
+"""One ticket: its thread, reply, note, assignment, contact name, close and reopen."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_POST
+
+from smsdesk.live.presence import viewers
+
+from .forms import AssignForm, ContactForm, NoteForm, ReplyForm
+from .models import Message, ReplyRefused, Ticket, TicketRead
+from .views import get_ticket, render_page, signed_in
+
+FRAGMENTS = {
+    "head": "desk/_ticket_head.html",
+    "viewers": "desk/_viewers.html",
+    "thread": "desk/_thread.html",
+}
+
+
+@login_required
+def ticket(
+    request: HttpRequest,
+    ref: str,
+    form: ReplyForm | None = None,
+    note_form: NoteForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    me = signed_in(request)
+    item = get_ticket(ref)
+    thread = list(item.messages.select_related("author").order_by("created", "id"))
+    newest = max((message.pk for message in thread), default=0)
+    # Opening the page (or a live refresh of it) reads everything shown.
+    TicketRead.mark(item, me)
+    context = {
+        "ticket": item,
+        "thread": thread,
+        "me": me,
+        "form": form or ReplyForm(initial={"seen": newest}),
+        "note_form": note_form or NoteForm(),
+        "assign_form": AssignForm(initial={"assignee": item.assignee_id}),
+        "contact_form": ContactForm(initial={"name": item.contact.name}),
+        "viewers": viewers(item.pk, me.pk),
+    }
+    return render_page(request, "desk/ticket.html", context, FRAGMENTS, status)
+
+
+@login_required
+@require_POST
+def reply(request: HttpRequest, ref: str) -> HttpResponse:
+    item = get_ticket(ref)
+    me = signed_in(request)
+    form = ReplyForm(request.POST)
+    if not form.is_valid():
+        return ticket(request, ref, form, status=400)
+    data = form.cleaned_data
+    collided = item.written_since(data["seen"] or 0, me) if not data["send_anyway"] else []
+    if collided:
+        return collision(request, item, collided)
+    try:
+        item.reply(data["body"], author=me)
+    except ReplyRefused as exc:
+        form.add_error("body", str(exc))
+        return ticket(request, ref, form, status=400)
+    TicketRead.mark(item, me)
+    messages.success(request, "Reply queued.")
+    return redirect("desk:ticket", ref=item.ref)
+
+
+def collision(request: HttpRequest, item: Ticket, newer: list[Message]) -> HttpResponse:
+    """Someone else replied after this agent's page loaded: show it, keep the draft."""
+    names = sorted({message.author.get_username() for message in newer if message.author})
+    who = " and ".join(names)
+    data = request.POST.copy()
+    data["send_anyway"] = "on"
+    form = ReplyForm(data)
+    form.is_valid()
+    form.add_error(
+        None,
+        f"{who} replied since you opened this ticket. Read their reply, then send yours "
+        "anyway or change it.",
+    )
+    return ticket(request, item.ref, form, status=409)
+
+
+@login_required
+@require_POST
+def note(request: HttpRequest, ref: str) -> HttpResponse:
+    item = get_ticket(ref)
+    form = NoteForm(request.POST)
+    if form.is_valid():
+        try:
+            item.add_note(form.cleaned_data["body"], author=signed_in(request))
+        except ReplyRefused as exc:
+            form.add_error("body", str(exc))
+    if form.errors:
+        return ticket(request, ref, note_form=form, status=400)
+    messages.success(request, "Note added.")
+    return redirect("desk:ticket", ref=item.ref)
+
+
+@login_required
+@require_POST
+def assign(request: HttpRequest, ref: str) -> HttpResponse:
+    item = get_ticket(ref)
+    form = AssignForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "That agent does not exist (any more).")
+        return redirect("desk:ticket", ref=item.ref)
+    agent = form.cleaned_data["assignee"]
+    item.assign(agent)
+    if agent is None:
+        messages.success(request, f"Ticket {item.ref} is unassigned.")
+    elif agent.pk == signed_in(request).pk:
+        messages.success(request, f"Ticket {item.ref} is yours.")
+    else:
+        messages.success(request, f"Ticket {item.ref} assigned to {agent.get_username()}.")
+    return redirect("desk:ticket", ref=item.ref)
+
+
+@login_required
+@require_POST
+def contact(request: HttpRequest, ref: str) -> HttpResponse:
+    item = get_ticket(ref)
+    form = ContactForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A name has at most 100 characters.")
+        return redirect("desk:ticket", ref=item.ref)
+    item.contact.rename(form.cleaned_data["name"])
+    messages.success(request, "Name saved." if item.contact.name else "Name removed.")
+    return redirect("desk:ticket", ref=item.ref)
+
+
+@login_required
+@require_POST
+def close(request: HttpRequest, ref: str) -> HttpResponse:
+    item = get_ticket(ref)
+    item.close()
+    messages.success(request, f"Ticket {item.ref} closed.")
+    return redirect("desk:ticket", ref=item.ref)
+
+
+@login_required
+@require_POST
+def reopen(request: HttpRequest, ref: str) -> HttpResponse:
+    item = get_ticket(ref)
+    try:
+        item.reopen()
+    except ReplyRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Ticket {item.ref} reopened.")
+    return redirect("desk:ticket", ref=item.ref)
