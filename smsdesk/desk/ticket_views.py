@@ -14,6 +14,8 @@ from .forms import AssignForm, ContactForm, NoteForm, ReplyForm
 from .models import Message, ReplyRefused, Ticket, TicketRead
 from .views import get_ticket, render_page, signed_in
 
+# The note box sits on the same page as the reply box: its own element ids.
+NOTE_IDS = "note_%s"
 FRAGMENTS = {
     "head": "desk/_ticket_head.html",
     "viewers": "desk/_viewers.html",
@@ -40,7 +42,7 @@ def ticket(
         "thread": thread,
         "me": me,
         "form": form or ReplyForm(initial={"seen": newest}),
-        "note_form": note_form or NoteForm(),
+        "note_form": note_form or NoteForm(auto_id=NOTE_IDS),
         "assign_form": AssignForm(initial={"assignee": item.assignee_id}),
         "contact_form": ContactForm(initial={"name": item.contact.name}),
         "viewers": viewers(item.pk, me.pk),
@@ -90,7 +92,7 @@ def collision(request: HttpRequest, item: Ticket, newer: list[Message]) -> HttpR
 @require_POST
 def note(request: HttpRequest, ref: str) -> HttpResponse:
     item = get_ticket(ref)
-    form = NoteForm(request.POST)
+    form = NoteForm(request.POST, auto_id=NOTE_IDS)
     if form.is_valid():
         try:
             item.add_note(form.cleaned_data["body"], author=signed_in(request))
