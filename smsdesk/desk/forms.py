@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from smsdesk.lib.phone import InvalidNumber, is_phone_number, normalise_sender
+from smsdesk.lib.segments import normalize_newlines
 
 # Beyond this, providers split into so many parts that delivery gets unreliable
 # (Twilio stops at 1,600 characters; MessageBird concatenates up to about 1,377).
@@ -14,8 +15,19 @@ MAX_SMS_CHARS = 1377
 MAX_NOTE_CHARS = 5000
 
 
+class SMSTextField(forms.CharField):
+    """Text for an SMS, with line breaks as the agent's textarea held them.
+
+    Browsers submit a textarea's line breaks as CR LF; stored as sent, each
+    would cost the customer an extra character the composer did not count.
+    """
+
+    def to_python(self, value: Any) -> str:
+        return normalize_newlines(str(super().to_python(value)))
+
+
 def sms_body(label: str, placeholder: str) -> forms.CharField:
-    return forms.CharField(
+    return SMSTextField(
         label=label,
         max_length=MAX_SMS_CHARS,
         strip=True,

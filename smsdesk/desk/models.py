@@ -17,6 +17,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from smsdesk.lib.phone import is_phone_number
+from smsdesk.lib.segments import measure
 from smsdesk.live.events import publish
 from smsdesk.sms.models import InboundEvent, wake_worker
 
@@ -435,8 +436,12 @@ class Message(models.Model):
                 created=now,
                 status=cls.Status.QUEUED,
                 next_attempt_at=now,
+                encoding=size.encoding,
+                segments=size.segments,
             )
-            for ticket, body in texts
+            for (ticket, body), size in zip(
+                texts, map(measure, (body for _, body in texts)), strict=True
+            )
         )
         transaction.on_commit(wake_worker)
         return messages

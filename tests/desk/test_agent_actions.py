@@ -246,3 +246,12 @@ def test_fragments_render_just_the_live_parts(agent_client: Client) -> None:
     assert "<html" not in thread
     # An unknown fragment is the whole page.
     assert "<html" in agent_client.get("/admin/?fragment=nope").content.decode()
+
+
+def test_a_queued_reply_records_its_encoding_and_segments(agent_client: Client) -> None:
+    make_ticket("+31600000001", "AAAAAA")
+    agent_client.post("/admin/tickets/AAAAAA/reply", {"body": "Price: 10€\r\nThanks"})
+    agent_client.post("/admin/tickets/AAAAAA/reply", {"body": "Thanks 🙂 " * 10})
+    gsm, ucs2 = Message.objects.filter(direction="out").order_by("id")
+    assert (gsm.body, gsm.encoding, gsm.segments) == ("Price: 10€\nThanks", "gsm7", 1)
+    assert (ucs2.encoding, ucs2.segments) == ("ucs2", 2)

@@ -20,7 +20,7 @@ MONTHS = (
 
 
 @register.filter
-def message_time(value: datetime) -> SafeString:
+def message_time(value: datetime, now: datetime | None = None) -> SafeString:
     """`<time>` with the ISO instant and the full local time on hover.
 
     It reads "just now", "5 min ago" or "3 h ago" for the last day (desk.js
@@ -28,7 +28,7 @@ def message_time(value: datetime) -> SafeString:
     """
     at = timezone.localtime(value)
     month = MONTHS[at.month - 1]
-    ago = relative(value, timezone.now())
+    ago = relative(value, now or timezone.now())
     text = ago or f"{at.day} {month[:3]}, {at:%H:%M}"
     marker = " data-ago" if ago else ""
     # Only digits, fixed words and the ISO form: nothing to escape.
