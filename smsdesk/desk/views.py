@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from .forms import NewConversationForm
 from .models import Message, ReplyRefused, Ticket, TicketRead, start_conversation
+from .search import search
 
 PAGE_SIZE = 25
 MAX_QUERY = 100
@@ -36,7 +37,9 @@ def get_ticket(ref: str) -> Ticket:
     # never reaches the database.
     if not REF_SHAPE.fullmatch(ref):
         raise Http404("No such ticket.")
-    return get_object_or_404(Ticket.objects.select_related("contact", "assignee"), ref=ref.upper())
+    return get_object_or_404(
+        Ticket.objects.select_related("contact", "assignee", "merged_into"), ref=ref.upper()
+    )
 
 
 def signed_in(request: HttpRequest) -> AbstractBaseUser:
@@ -76,7 +79,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
     elif owner == "unassigned":
         tickets = tickets.filter(assignee__isnull=True)
     if query:
-        tickets = search_tickets(tickets, query)
+        tickets = search(tickets, query)
     cursor = parse_cursor(request.GET.get("after", ""))
     if cursor:
         at, pk = cursor
@@ -113,12 +116,6 @@ def inbox(request: HttpRequest) -> HttpResponse:
         context,
         {"list": "desk/_inbox_list.html", "views": "desk/_inbox_views.html"},
     )
-
-
-def search_tickets(tickets: QuerySet[Ticket], query: str) -> QuerySet[Ticket]:
-    from .search import search
-
-    return search(tickets, query)
 
 
 def view_url(here: Mapping[str, str], **changes: str) -> str:
