@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -168,6 +169,21 @@ SMSDESK_CONFIRMATION_TEXT = env(
     "Thanks for contacting customer support! Your ticket ID is {ref}.",
 )
 SMSDESK_DEFAULT_REGION = env("SMSDESK_DEFAULT_REGION").upper() or None
+# A text after its ticket was closed reopens it within this window, else opens a new one.
+SMSDESK_REOPEN_WINDOW = timedelta(days=float(env("SMSDESK_REOPEN_DAYS", "7")))
+# Answers to STOP, START and HELP texts; an empty value sends nothing.
+SMSDESK_OPT_OUT_TEXT = env(
+    "SMSDESK_OPT_OUT_TEXT",
+    "You will get no more texts from us. Reply START to undo.",
+)
+SMSDESK_OPT_IN_TEXT = env(
+    "SMSDESK_OPT_IN_TEXT", "You will get our texts again. Reply STOP to opt out."
+)
+SMSDESK_HELP_TEXT = env(
+    "SMSDESK_HELP_TEXT",
+    "This is our customer support line: text your question and an agent will reply. "
+    "Reply STOP to opt out.",
+)
 
 LOGGING = {
     "version": 1,

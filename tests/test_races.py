@@ -25,7 +25,7 @@ from django.test.testcases import LiveServerThread
 from smsdesk.desk import worker
 from smsdesk.desk.models import Contact, Message, Ticket
 from smsdesk.sms.models import InboundEvent
-from smsdesk.sms.providers import InboundSms
+from smsdesk.sms.providers import InboundSms, OutboundSms
 from tests.conftest import drain, on_postgres
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -237,3 +237,97 @@ def test_two_workers_thread_two_hundred_texts_from_twenty_new_numbers() -> None:
         assert sorted(bodies) == [f"{number} #{k}" for k in range(10)]
         outbound = ticket.messages.filter(direction=Message.Direction.OUT)
         assert [m.status for m in outbound] == [Message.Status.SENT]
+
+
+def agent_session(base: str, ref: str) -> tuple[httpx.Client, str]:
+    """A signed-in agent's browser: session cookie and the reply form's CSRF token."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    agent, _ = get_user_model().objects.get_or_create(username="racer")
+    login = Client()
+    login.force_login(agent)
+    browser = httpx.Client(base_url=base, timeout=WAIT)
+    browser.cookies.set("sessionid", login.cookies["sessionid"].value)
+    page = browser.get(f"/admin/tickets/{ref}")
+    assert page.status_code == 200
+    token = page.text.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+    return browser, token
+
+
+REPLY = "Your refund is on its way"
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("workers_during_requests", [False, True])
+@pytest.mark.parametrize("round_", range(6))
+def test_a_stop_racing_an_agents_reply_leaves_the_reply_unsent(
+    live_desk: str, round_: int, workers_during_requests: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's reply and the customer's STOP arrive together; two workers race on them.
+
+    Once both are acknowledged, the reply never reaches the provider: it is
+    refused, cancelled in the outbox, cancelled after its claim, or held
+    while the STOP waits in the journal. With the workers already running
+    during the requests, a reply can reach the provider before the STOP
+    exists, and a sent SMS cannot be recalled; that variant checks that
+    every path ends consistently (refused, cancelled or sent, once) and
+    exercises the agent's request meeting a STOP being threaded.
+    """
+    from smsdesk.sms.providers.simulator import Simulator
+
+    sends: list[tuple[float, str]] = []
+    real_send = Simulator.send
+
+    def recording_send(self: Simulator, sms: OutboundSms) -> str:
+        sends.append((time.monotonic(), sms.body))
+        return real_send(self, sms)
+
+    monkeypatch.setattr(Simulator, "send", recording_send)
+    url = live_desk + "/webhook"
+    number = f"+3161234{round_:02d}{int(workers_during_requests):02d}"
+    first = httpx.post(url, data=sms_form(number, "Hi", f"hi-{number}"), timeout=WAIT)
+    assert first.status_code == 200
+    drain()
+    ticket = Ticket.objects.get(contact__phone=number)
+    browser, token = agent_session(live_desk, ticket.ref)
+    start = threading.Barrier(2)
+
+    def reply() -> int:
+        start.wait(timeout=WAIT)
+        form = {"body": REPLY, "csrfmiddlewaretoken": token}
+        return browser.post(f"/admin/tickets/{ticket.ref}/reply", data=form).status_code
+
+    def stop() -> int:
+        start.wait(timeout=WAIT)
+        # A random head start for one side, so the rounds cover both orders.
+        time.sleep(random.uniform(0, 0.005))
+        status = httpx.post(url, data=sms_form(number, "STOP", f"stop-{number}"), timeout=WAIT)
+        return status.status_code
+
+    def fire() -> tuple[int, int]:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            replied, stopped = pool.submit(reply), pool.submit(stop)
+            return replied.result(), stopped.result()
+
+    if workers_during_requests:
+        with two_workers() as finish:
+            replied, stopped = fire()
+            finish()
+    else:
+        replied, stopped = fire()
+        with two_workers() as finish:
+            finish()
+    drain()
+    browser.close()
+    assert stopped == 200 and replied in (302, 400)
+    assert Contact.objects.get(phone=number).opted_out_at is not None
+    assert [m.status for m in Message.objects.filter(ticket=ticket, purpose="opt-out")] == ["sent"]
+    stored = [m.status for m in Message.objects.filter(ticket=ticket, body=REPLY)]
+    assert len([body for _, body in sends if body == REPLY]) == stored.count("sent") <= 1
+    if workers_during_requests:
+        assert stored in ([], ["cancelled"], ["sent"])
+        assert (replied == 400) == (stored == [])
+    else:
+        assert stored == ["cancelled"]
+        assert not [body for _, body in sends if body == REPLY]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,6 +41,10 @@ class Contact(models.Model):
     )
     name = models.CharField(max_length=100, blank=True)
     opted_out_at = models.DateTimeField(null=True, blank=True)
+    # The text that opted them out: the evidence, should anyone ask.
+    opt_out_message = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -94,11 +99,18 @@ class Ticket(models.Model):
     created = models.DateTimeField(default=timezone.now)
     last_message_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # The ticket the contact's texts go to unless they quote another's ref:
+    # their newest, or the one an agent reopened or merged into.
+    current = models.BooleanField(default=True)
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [
+            # Decides races between workers opening a ticket for one number.
             models.UniqueConstraint(
-                fields=["contact"], condition=Q(status="open"), name="one_open_ticket_per_contact"
+                fields=["contact"], condition=Q(current=True), name="one_current_ticket_per_contact"
             ),
         ]
         indexes = [
@@ -113,37 +125,56 @@ class Ticket(models.Model):
 
     @classmethod
     def open_for(cls, contact: Contact, at: datetime) -> tuple[Ticket, bool]:
-        """The contact's open ticket, opened now if there is none. True if new."""
+        """The ticket a text from the contact at `at` goes to. True if opened for it."""
         return cls.open_for_all({contact: (at, at)})[contact.pk]
 
     @classmethod
     def open_for_all(
         cls, texts: Mapping[Contact, tuple[datetime, datetime]]
     ) -> dict[int, tuple[Ticket, bool]]:
-        """Each contact's open ticket, keyed by contact id; True if opened by this call.
+        """Each contact's ticket for new texts, keyed by contact id; True if opened by this call.
 
-        `texts` gives each contact's first and last new text: a ticket opened
-        here starts at the first and was last written to at the last. The
-        partial unique index decides races: the INSERT skips a contact whose
-        open ticket another worker just inserted (waiting for that commit
-        first), and the next pass reads the winner's ticket.
+        `texts` gives each contact's first and last new text. The contact's
+        current ticket takes them if it is open, or if it was closed less than
+        SMSDESK_REOPEN_WINDOW before the first text (it is reopened, and no
+        confirmation goes out). Otherwise it stops being current and a new
+        ticket opens, starting at the first text. Every change is conditional
+        and the partial unique index allows one current ticket per contact, so
+        two workers meeting one contact cannot both act: the loser's UPDATE or
+        INSERT changes nothing, and the next pass reads the winner's ticket.
         """
         tickets: dict[int, tuple[Ticket, bool]] = {}
         waiting = {contact.pk: contact for contact in texts}
+        window = settings.SMSDESK_REOPEN_WINDOW
         for _ in range(5):
-            for ticket in Ticket.objects.filter(contact_id__in=waiting, status=cls.Status.OPEN):
-                ticket.contact = waiting.pop(ticket.contact_id)
-                tickets[ticket.contact_id] = (ticket, False)
+            reopen, retire = [], []
+            for ticket in Ticket.objects.filter(contact_id__in=waiting, current=True):
+                first = texts[waiting[ticket.contact_id]][0]
+                if ticket.status == cls.Status.OPEN:
+                    ticket.contact = waiting.pop(ticket.contact_id)
+                    tickets[ticket.contact_id] = (ticket, False)
+                elif ticket.closed_at is not None and first - ticket.closed_at < window:
+                    reopen.append(ticket.pk)
+                else:
+                    retire.append(ticket.pk)
+            if reopen:
+                Ticket.objects.filter(pk__in=reopen, status=cls.Status.CLOSED).update(
+                    status=cls.Status.OPEN, closed_at=None
+                )
+                publish(reopen, "ticket")
+            if retire:
+                Ticket.objects.filter(pk__in=retire, current=True).update(current=False)
             if not waiting:
                 return tickets
-            for ticket in Ticket._insert_new(
-                [(contact, *texts[contact]) for _, contact in sorted(waiting.items())]
-            ):
+            if reopen:
+                continue  # read the reopened tickets back
+            new = [(contact, *texts[contact]) for pk, contact in sorted(waiting.items())]
+            for ticket in Ticket._insert_new(new):
                 del waiting[ticket.contact_id]
                 tickets[ticket.contact_id] = (ticket, True)
             if not waiting:
                 return tickets
-            # Another worker opened these, or (rarely) a ref was taken: read again.
+            # Another worker opened or reopened these, or (rarely) a ref was taken.
         raise RuntimeError(f"could not open a ticket for contacts {sorted(waiting)}")
 
     @classmethod
@@ -158,7 +189,7 @@ class Ticket(models.Model):
             Ticket(ref=new_ref(), contact=contact, created=first, last_message_at=last)
             for contact, first, last in rows
         ]
-        names = ("ref", "contact", "status", "created", "last_message_at")
+        names = ("ref", "contact", "status", "created", "last_message_at", "current")
         fields = [field for field in Ticket._meta.concrete_fields if field.name in names]
         quote = connection.ops.quote_name
         columns = ", ".join(quote(cast(str, field.column)) for field in fields)
@@ -210,6 +241,8 @@ class Ticket(models.Model):
             raise ReplyRefused(
                 f"{self.contact.phone} is a sender name, not a number: it cannot receive SMS."
             )
+        if self.contact.opted_out_at:
+            raise ReplyRefused(opted_out_reason(self.contact))
         message = Message.queue(self, body, author=author)
         self.touch(message.created)
         publish([self.pk], "message")
@@ -251,17 +284,86 @@ class Ticket(models.Model):
         self.save(update_fields=["status", "closed_at"])
         publish([self.pk], "ticket")
 
+    @transaction.atomic
+    def split_off(self, message: Message) -> Ticket:
+        """Move one message into a new open ticket of the same contact; the new ticket.
+
+        The customer's texts keep going to the current ticket: a split is the
+        agents' way to work two problems apart, not a new conversation.
+        """
+        if message.ticket_id != self.pk:
+            raise ReplyRefused("That message is not in this ticket.")
+        if self.messages.exclude(pk=message.pk).count() == 0:
+            raise ReplyRefused("A ticket with one message cannot be split.")
+        for _ in range(5):
+            ticket = Ticket(
+                ref=new_ref(),
+                contact=self.contact,
+                current=False,
+                created=message.created,
+                last_message_at=message.created,
+            )
+            try:
+                with transaction.atomic():
+                    ticket.save()
+                break
+            except IntegrityError:  # the ref was taken; draw another
+                continue
+        else:
+            raise RuntimeError("could not draw a free ticket ref")
+        Message.objects.filter(pk=message.pk).update(ticket=ticket)
+        latest = (
+            self.messages.exclude(direction=Message.Direction.NOTE).order_by("-created").first()
+        )
+        if latest is not None:
+            Ticket.objects.filter(pk=self.pk).update(last_message_at=latest.created)
+        publish([self.pk, ticket.pk], "message")
+        return ticket
+
+    @transaction.atomic
+    def merge_into(self, survivor: Ticket) -> None:
+        """Move every message into `survivor`; this ticket closes and points there.
+
+        Both must be the same contact's. The survivor is open if either was,
+        and becomes current if this one was, so the customer's next texts
+        (and any quote of this ticket's ref) reach it.
+        """
+        if survivor.pk == self.pk or survivor.contact_id != self.contact_id:
+            raise ReplyRefused("Only two different tickets of the same customer can be merged.")
+        if survivor.merged_into_id is not None:
+            raise ReplyRefused(f"Ticket {survivor.ref} was itself merged away.")
+        self.messages.update(ticket=survivor)
+        Ticket.objects.filter(merged_into=self).update(merged_into=survivor)
+        changes: dict[str, object] = {
+            "last_message_at": Greatest(F("last_message_at"), Value(self.last_message_at))
+        }
+        if self.status == self.Status.OPEN:
+            changes.update(status=self.Status.OPEN, closed_at=None)
+        was_current = self.current
+        self.status, self.closed_at = self.Status.CLOSED, self.closed_at or timezone.now()
+        self.current, self.merged_into = False, survivor
+        self.save(update_fields=["status", "closed_at", "current", "merged_into"])
+        if was_current:
+            changes["current"] = True
+        Ticket.objects.filter(pk=survivor.pk).update(**changes)
+        survivor.refresh_from_db()
+        publish([self.pk, survivor.pk], "message")
+
+    @transaction.atomic
     def reopen(self) -> None:
-        """Reopen, unless the customer has texted since and has a new open ticket."""
-        try:
-            with transaction.atomic():
-                self.status = self.Status.OPEN
-                self.closed_at = None
-                self.save(update_fields=["status", "closed_at"])
-                publish([self.pk], "ticket")
-        except IntegrityError:
-            self.status = self.Status.CLOSED
-            raise ReplyRefused("This customer already has another open ticket.") from None
+        """Reopen; the customer's texts come here again unless another of theirs is open."""
+        self.status = self.Status.OPEN
+        self.closed_at = None
+        self.save(update_fields=["status", "closed_at"])
+        if not self.current:
+            current = Ticket.objects.select_for_update().filter(
+                contact=self.contact_id, current=True
+            )
+            if not current.filter(status=self.Status.OPEN).exists():
+                current.update(current=False)
+                self.current = True
+                self.save(update_fields=["current"])
+        publish([self.pk], "ticket")
 
 
 class TicketRead(models.Model):
@@ -310,6 +412,32 @@ def start_conversation(
     return ticket, opened
 
 
+# Whole-message keywords (trimmed, case-folded), as carriers and providers
+# read them (providers.md §9). Any other text is an ordinary message.
+OPT_OUT_WORDS = frozenset(
+    {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout", "opt out"}
+)
+OPT_IN_WORDS = frozenset({"start", "yes", "unstop"})
+HELP_WORDS = frozenset({"help", "info"})
+
+
+def keyword(text: str) -> str:
+    """ "opt-out", "opt-in", "help" or "" for a customer's text."""
+    word = " ".join(text.split()).casefold()
+    if word in OPT_OUT_WORDS:
+        return "opt-out"
+    if word in OPT_IN_WORDS:
+        return "opt-in"
+    if word in HELP_WORDS:
+        return "help"
+    return ""
+
+
+def opted_out_reason(contact: Contact) -> str:
+    when = timezone.localtime(contact.opted_out_at).strftime("%-d %b %Y, %H:%M")
+    return f"{contact} texted STOP on {when}: no SMS can be sent to them until they text START."
+
+
 def confirmation_text(ref: str) -> str:
     return settings.SMSDESK_CONFIRMATION_TEXT.replace("{ref}", ref)
 
@@ -321,24 +449,32 @@ def receive(event: InboundEvent) -> Message:
 
 @transaction.atomic
 def receive_all(events: Sequence[InboundEvent]) -> list[Message]:
-    """Thread journal events into their contacts' open tickets, a few queries for all.
+    """Thread journal events into their contacts' tickets, a few queries for all.
 
-    The first text from a number opens a ticket and queues the confirmation;
-    later texts, in this batch or after, join it silently. Messages carry
-    their event's arrival time, so a thread reads in arrival order whichever
-    worker stored which text. Returns the inbound messages, in arrival order.
+    A text that quotes the ref of one of the sender's own tickets goes to
+    that ticket (reopened if closed). Any other text goes to the contact's
+    current ticket (Ticket.open_for_all): the first text from a number, or
+    the first after the reopen window, opens a ticket and queues its
+    confirmation. Messages carry their event's arrival time, so a thread
+    reads in arrival order whichever worker stored which text. Returns the
+    inbound messages, in arrival order.
     """
     events = sorted(events, key=lambda event: (event.received_at, event.pk))
     contacts = Contact.for_phones(event.sender for event in events)
+    quoted = quoted_tickets(events, contacts)
     texts: dict[Contact, tuple[datetime, datetime]] = {}
     for event in events:
-        contact = contacts[event.sender]
-        first, _ = texts.get(contact, (event.received_at, event.received_at))
-        texts[contact] = (first, event.received_at)
+        if event.pk not in quoted:
+            contact = contacts[event.sender]
+            first, _ = texts.get(contact, (event.received_at, event.received_at))
+            texts[contact] = (first, event.received_at)
     tickets = Ticket.open_for_all(texts)
+    target = {
+        event.pk: quoted.get(event.pk) or tickets[contacts[event.sender].pk][0] for event in events
+    }
     messages = Message.objects.bulk_create(
         Message(
-            ticket=tickets[contacts[event.sender].pk][0],
+            ticket=target[event.pk],
             direction=Message.Direction.IN,
             body=event.text,
             created=event.received_at,
@@ -348,18 +484,123 @@ def receive_all(events: Sequence[InboundEvent]) -> list[Message]:
         )
         for event in events
     )
-    # A ticket opened here already carries its last text's time.
-    Ticket.touch_all(
-        {ticket.pk: texts[ticket.contact][1] for ticket, opened in tickets.values() if not opened}
+    opened = {ticket.pk for ticket, new in tickets.values() if new}
+    latest: dict[int, datetime] = {}
+    for event in events:
+        if target[event.pk].pk not in opened:  # a ticket opened here has its times already
+            latest[target[event.pk].pk] = event.received_at
+    Ticket.touch_all(latest)
+    answers = apply_keywords(messages, contacts)
+    confirm = [
+        ticket
+        for ticket, new in tickets.values()
+        if new and ticket.contact.can_receive_sms and not ticket.contact.opted_out_at
+    ]
+    confirm.sort(key=lambda ticket: (ticket.created, ticket.pk))  # confirmed in arrival order
+    Message.queue_all(
+        [(ticket, confirmation_text(ticket.ref)) for ticket in confirm], purpose="confirmation"
     )
-    opened = [ticket for ticket, new in tickets.values() if new and ticket.contact.can_receive_sms]
-    opened.sort(key=lambda ticket: (ticket.created, ticket.pk))  # confirmed in arrival order
-    Message.queue_all([(ticket, confirmation_text(ticket.ref)) for ticket in opened])
+    for purpose, answer in answers.items():
+        Message.queue_all(answer, purpose=purpose)
     InboundEvent.objects.filter(pk__in=[event.pk for event in events]).update(
         processed_at=timezone.now()
     )
-    publish(sorted(ticket.pk for ticket, _ in tickets.values()), "message")
+    publish(sorted({ticket.pk for ticket in target.values()}), "message")
     return messages
+
+
+# "#K7F3QX" anywhere, or the bare ref as the first word: how customers quote
+# the ref from their confirmation. Case-insensitive, as phones capitalise freely.
+QUOTED_REF = re.compile(
+    rf"#([{REF_ALPHABET}]{{{REF_LENGTH}}})\b|^\s*([{REF_ALPHABET}]{{{REF_LENGTH}}})\b",
+    re.IGNORECASE,
+)
+
+
+def quoted_tickets(
+    events: Sequence[InboundEvent], contacts: Mapping[str, Contact]
+) -> dict[int, Ticket]:
+    """Events that quote a ref of one of their sender's own tickets, and that ticket.
+
+    A ref of someone else's ticket is ignored (the text threads as usual):
+    knowing a ref must not let one customer write into another's ticket.
+    A merged ticket's ref leads to the ticket it was merged into. Closed
+    targets are reopened. One query for the batch, plus the reopening.
+    """
+    wanted: dict[int, list[str]] = {}
+    for event in events:
+        refs = [a or b for a, b in QUOTED_REF.findall(event.text)]
+        if refs:
+            wanted[event.pk] = [ref.upper() for ref in refs]
+    if not wanted:
+        return {}
+    all_refs = {ref for refs in wanted.values() for ref in refs}
+    found = {
+        ticket.ref: ticket
+        for ticket in Ticket.objects.filter(ref__in=all_refs).select_related("merged_into")
+    }
+    routed: dict[int, Ticket] = {}
+    for event in events:
+        contact = contacts[event.sender]
+        for ref in wanted.get(event.pk, []):
+            ticket = found.get(ref)
+            if ticket is not None and ticket.merged_into is not None:
+                ticket = ticket.merged_into
+            if ticket is not None and ticket.contact_id == contact.pk:
+                ticket.contact = contact
+                routed[event.pk] = ticket
+                break
+    closed = sorted({t.pk for t in routed.values() if t.status == Ticket.Status.CLOSED})
+    if closed:
+        Ticket.objects.filter(pk__in=closed).update(status=Ticket.Status.OPEN, closed_at=None)
+        for ticket in routed.values():
+            ticket.status, ticket.closed_at = Ticket.Status.OPEN, None
+    return routed
+
+
+def apply_keywords(
+    messages: Sequence[Message], contacts: Mapping[str, Contact]
+) -> dict[str, list[tuple[Ticket, str]]]:
+    """STOP, START and HELP texts, in arrival order: each contact's opt-out state, and the answers.
+
+    Opting out cancels every SMS still queued for the contact; the one
+    answer to a STOP is the only text an opted-out contact is sent. A
+    repeated STOP is not answered again. Returns the answers to queue, by purpose.
+    """
+    answers: dict[str, list[tuple[Ticket, str]]] = {"opt-out": [], "opt-in": [], "help": []}
+    changed: dict[int, Contact] = {}
+    for message in messages:
+        kind = keyword(message.body)
+        if not kind:
+            continue
+        ticket = message.ticket
+        contact = ticket.contact = (
+            contacts[message.event.sender] if message.event else ticket.contact
+        )
+        if not contact.can_receive_sms:
+            continue
+        if kind == "opt-out" and not contact.opted_out_at:
+            contact.opted_out_at, contact.opt_out_message = message.created, message
+            changed[contact.pk] = contact
+            answers["opt-out"].append((ticket, settings.SMSDESK_OPT_OUT_TEXT))
+        elif kind == "opt-in" and contact.opted_out_at:
+            contact.opted_out_at, contact.opt_out_message = None, None
+            changed[contact.pk] = contact
+            answers["opt-in"].append((ticket, settings.SMSDESK_OPT_IN_TEXT))
+        elif kind == "help" and not contact.opted_out_at:
+            answers["help"].append((ticket, settings.SMSDESK_HELP_TEXT))
+    if changed:
+        Contact.objects.bulk_update(changed.values(), ["opted_out_at", "opt_out_message"])
+        Message.cancel_queued([pk for pk, contact in changed.items() if contact.opted_out_at])
+    # A contact who opted out and back in within one batch gets only the last answer.
+    for purpose in ("opt-out", "opt-in"):
+        answers[purpose] = [
+            (ticket, text)
+            for ticket, text in answers[purpose]
+            if text and bool(ticket.contact.opted_out_at) == (purpose == "opt-out")
+        ]
+    answers["help"] = [(ticket, text) for ticket, text in answers["help"] if text]
+    return answers
 
 
 class Message(models.Model):
@@ -375,6 +616,7 @@ class Message(models.Model):
         DELIVERED = "delivered"
         FAILED = "failed"
         EXPIRED = "expired"
+        CANCELLED = "cancelled"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
@@ -395,6 +637,9 @@ class Message(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Why the desk itself sent it: "confirmation", or the answer to a keyword
+    # ("opt-out", "opt-in", "help"); blank for agents' texts and inbound.
+    purpose = models.CharField(max_length=12, blank=True)
     # How the text goes over the air (smsdesk.lib.segments), for outbound only.
     encoding = models.CharField(max_length=8, blank=True)
     segments = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -421,7 +666,10 @@ class Message(models.Model):
 
     @classmethod
     def queue_all(
-        cls, texts: Sequence[tuple[Ticket, str]], author: AbstractBaseUser | None = None
+        cls,
+        texts: Sequence[tuple[Ticket, str]],
+        author: AbstractBaseUser | None = None,
+        purpose: str = "",
     ) -> list[Message]:
         """Put SMS to customers in the outbox (one INSERT); the worker sends them after commit."""
         if not texts:
@@ -438,6 +686,7 @@ class Message(models.Model):
                 next_attempt_at=now,
                 encoding=size.encoding,
                 segments=size.segments,
+                purpose=purpose,
             )
             for (ticket, body), size in zip(
                 texts, map(measure, (body for _, body in texts)), strict=True
@@ -445,6 +694,21 @@ class Message(models.Model):
         )
         transaction.on_commit(wake_worker)
         return messages
+
+    @classmethod
+    def cancel_queued(cls, contact_ids: Sequence[int]) -> None:
+        """An opted-out contact's queued texts are never sent."""
+        if contact_ids:
+            cls.objects.filter(ticket__contact_id__in=contact_ids, status=cls.Status.QUEUED).update(
+                status=cls.Status.CANCELLED,
+                next_attempt_at=None,
+                last_error="The customer texted STOP before it was sent.",
+            )
+
+    @property
+    def blocked(self) -> bool:
+        """Opted out since this was queued: only the answer to their STOP may go."""
+        return bool(self.ticket.contact.opted_out_at) and self.purpose != "opt-out"
 
     @property
     def pending(self) -> bool:
@@ -532,6 +796,25 @@ class Message(models.Model):
                 last_error=per_row(Message, "last_error", {m.pk: error for m, error in failed}),
             )
             publish(sorted({message.ticket_id for message, _ in failed}), "delivery")
+
+    @classmethod
+    def cancel_claimed(cls, blocked: Sequence[Message]) -> None:
+        """Claimed, but the customer opted out since: cancelled, never sent."""
+        if blocked:
+            cls._these_claims(blocked).update(
+                status=cls.Status.CANCELLED,
+                next_attempt_at=None,
+                last_error="The customer texted STOP before it was sent.",
+            )
+            publish(sorted({message.ticket_id for message in blocked}), "delivery")
+
+    @classmethod
+    def defer_claimed(cls, waiting: Sequence[Message]) -> None:
+        """Give claims back untried: due again at once, the attempt not counted."""
+        if waiting:
+            cls._these_claims(waiting).update(
+                status=cls.Status.QUEUED, next_attempt_at=timezone.now(), attempts=F("attempts") - 1
+            )
 
     @classmethod
     def retry_all_later(cls, retries: Sequence[tuple[Message, str, timedelta]]) -> None:

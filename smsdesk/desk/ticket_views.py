@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -12,10 +14,11 @@ from smsdesk.live.presence import viewers
 
 from .forms import AssignForm, ContactForm, NoteForm, ReplyForm
 from .models import Message, ReplyRefused, Ticket, TicketRead
-from .views import get_ticket, render_page, signed_in
+from .views import REF_SHAPE, get_ticket, render_page, signed_in
 
 # What the thread shows: loading only these halves the time to build 200 rows.
 THREAD_FIELDS = (
+    "uuid",
     "direction",
     "body",
     "created",
@@ -61,6 +64,11 @@ def ticket(
         "assign_form": AssignForm(initial={"assignee": item.assignee_id}),
         "contact_form": ContactForm(initial={"name": item.contact.name}),
         "viewers": viewers(item.pk, me.pk),
+        "siblings": list(
+            Ticket.objects.filter(contact=item.contact_id, merged_into=None)
+            .exclude(pk=item.pk)
+            .order_by("-last_message_at")[:20]
+        ),
     }
     return render_page(request, "desk/ticket.html", context, FRAGMENTS, status)
 
@@ -171,3 +179,48 @@ def reopen(request: HttpRequest, ref: str) -> HttpResponse:
     else:
         messages.success(request, f"Ticket {item.ref} reopened.")
     return redirect("desk:ticket", ref=item.ref)
+
+
+@login_required
+@require_POST
+def split(request: HttpRequest, ref: str) -> HttpResponse:
+    item = get_ticket(ref)
+    chosen = parse_uuid(request.POST.get("message", ""))
+    message = item.messages.filter(uuid=chosen).first() if chosen else None
+    if message is None:
+        messages.error(request, "That message is not in this ticket (any more).")
+        return redirect("desk:ticket", ref=item.ref)
+    try:
+        new = item.split_off(message)
+    except ReplyRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("desk:ticket", ref=item.ref)
+    messages.success(request, f"Message moved from {item.ref} to this new ticket.")
+    return redirect("desk:ticket", ref=new.ref)
+
+
+@login_required
+@require_POST
+def merge(request: HttpRequest, ref: str) -> HttpResponse:
+    item = get_ticket(ref)
+    target = request.POST.get("into", "")
+    survivor = (
+        Ticket.objects.filter(ref=target.upper()).first() if REF_SHAPE.fullmatch(target) else None
+    )
+    if survivor is None:
+        messages.error(request, "Choose a ticket to merge into.")
+        return redirect("desk:ticket", ref=item.ref)
+    try:
+        item.merge_into(survivor)
+    except ReplyRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("desk:ticket", ref=item.ref)
+    messages.success(request, f"Ticket {item.ref} merged into this one.")
+    return redirect("desk:ticket", ref=survivor.ref)
+
+
+def parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

@@ -136,6 +136,7 @@ def send_due(limit: int = SEND_BATCH) -> int:
                 batch = Message.claim_due(wanted)
                 more = len(batch) == wanted
                 claimed += len(batch)
+                batch = clear_to_send(batch)
                 for message in batch:
                     in_flight[senders().submit(attempt, provider, message)] = message
         if not in_flight:
@@ -146,6 +147,28 @@ def send_due(limit: int = SEND_BATCH) -> int:
             del in_flight[future]
     record(provider, finished)
     return claimed
+
+
+def clear_to_send(batch: list[Message]) -> list[Message]:
+    """The claimed messages that may go now; the others cancelled or given back.
+
+    An opted-out contact's messages are cancelled (read after the claim, so a
+    STOP threaded before it counts). A contact with texts still unthreaded in
+    the journal might have just texted STOP: their messages wait for the
+    threading, which runs before the next send (at most one loop).
+    """
+    Message.cancel_claimed([message for message in batch if message.blocked])
+    batch = [message for message in batch if not message.blocked]
+    phones = {message.ticket.contact.phone for message in batch}
+    waiting = unthreaded_senders(phones) if phones else set()
+    Message.defer_claimed([m for m in batch if m.ticket.contact.phone in waiting])
+    return [message for message in batch if message.ticket.contact.phone not in waiting]
+
+
+def unthreaded_senders(phones: set[str]) -> set[str]:
+    """Which of these numbers have texts in the journal not yet threaded (the pending index)."""
+    pending = InboundEvent.objects.filter(processed_at__isnull=True, error="", sender__in=phones)
+    return set(pending.values_list("sender", flat=True).distinct())
 
 
 @dataclass(frozen=True)

@@ -87,11 +87,12 @@ def test_it_moves_the_ticket_to_the_top_of_the_inbox_when_a_text_arrives() -> No
     assert ticket.last_message_at > before
 
 
-def test_it_opens_a_new_ticket_with_a_new_confirmation_after_the_old_one_was_closed() -> None:
+def test_it_opens_a_new_ticket_with_a_new_confirmation_once_the_reopen_window_has_passed() -> None:
     text("+31612345678", "Hello", "m1")
     drain()
     old = Ticket.objects.get()
     old.close()
+    Ticket.objects.filter(pk=old.pk).update(closed_at=timezone.now() - timedelta(days=8))
     text("+31612345678", "Me again", "m2")
     drain()
     new = Ticket.objects.exclude(pk=old.pk).get()
@@ -192,14 +193,23 @@ def test_closing_and_reopening_a_ticket() -> None:
     assert ticket.closed_at is None
 
 
-def test_it_refuses_to_reopen_when_the_customer_already_has_a_newer_open_ticket() -> None:
+def test_an_agent_may_reopen_an_older_ticket_beside_a_newer_open_one() -> None:
     text("+31612345678", "Hello", "m1")
     drain()
     old = Ticket.objects.get()
     old.close()
+    Ticket.objects.filter(pk=old.pk).update(closed_at=timezone.now() - timedelta(days=8))
     text("+31612345678", "New problem", "m2")
     drain()
-    with pytest.raises(ReplyRefused, match="another open ticket"):
-        old.reopen()
+    new = Ticket.objects.exclude(pk=old.pk).get()
+    old.reopen()
     old.refresh_from_db()
-    assert old.status == Ticket.Status.CLOSED
+    new.refresh_from_db()
+    assert old.status == new.status == Ticket.Status.OPEN
+    # The customer's texts keep going to the newer ticket.
+    assert (old.current, new.current) == (False, True)
+    text("+31612345678", "Any news?", "m3")
+    drain()
+    assert new.messages.filter(body="Any news?").exists()
+
+

@@ -66,11 +66,11 @@ def test_one_batch_threads_new_numbers_existing_tickets_and_bursts_in_arrival_or
 
     real_queue_all = Message.queue_all
 
-    def refuse_one(texts: Any, author: Any = None) -> list[Message]:
+    def refuse_one(texts: Any, author: Any = None, purpose: str = "") -> list[Message]:
         # Fault injection: the outbox refuses one customer's confirmation.
         if any(ticket.contact.phone == "+31633333333" for ticket, _ in texts):
             raise RuntimeError("outbox refuses +31633333333")
-        return real_queue_all(texts, author=author)
+        return real_queue_all(texts, author=author, purpose=purpose)
 
     monkeypatch.setattr(Message, "queue_all", refuse_one)
     assert worker.process_inbound() == 8

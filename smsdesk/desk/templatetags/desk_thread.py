@@ -60,13 +60,13 @@ def item(m: Message, now: datetime) -> str:
             parts.append(
                 f' <span class="segments" title="{escape(m.encoding.upper())}">{m.segments} SMS</span>'
             )
-    parts.append("</p>")
+    parts.append(
+        f' <button type="submit" form="split" name="message" value="{m.uuid}" class="link"'
+        ' title="Move this message into a new ticket">Split off</button></p>'
+    )
     if m.direction == Message.Direction.OUT and m.last_error:
-        lead = (
-            "Not sent: "
-            if m.status == Message.Status.FAILED
-            else RETRYING.format(attempts=m.attempts)
-        )
+        final = m.status in (Message.Status.FAILED, Message.Status.CANCELLED)
+        lead = "Not sent: " if final else RETRYING.format(attempts=m.attempts)
         parts.append(f'<p class="error">{lead}{escape(m.last_error)}</p>')
     parts.append("</li>")
     return "".join(parts)
