@@ -171,6 +171,14 @@ SMSDESK_CONFIRMATION_TEXT = env(
 SMSDESK_DEFAULT_REGION = env("SMSDESK_DEFAULT_REGION").upper() or None
 # A text after its ticket was closed reopens it within this window, else opens a new one.
 SMSDESK_REOPEN_WINDOW = timedelta(days=float(env("SMSDESK_REOPEN_DAYS", "7")))
+# Outside these hours (e.g. "Mon-Fri 09:00-17:30; Sat 10:00-14:00") a new
+# ticket's confirmation carries the out-of-hours text; empty: always open.
+SMSDESK_BUSINESS_HOURS = env("SMSDESK_BUSINESS_HOURS")
+SMSDESK_BUSINESS_TIME_ZONE = env("SMSDESK_BUSINESS_TIME_ZONE", TIME_ZONE)
+SMSDESK_OUT_OF_HOURS_TEXT = env(
+    "SMSDESK_OUT_OF_HOURS_TEXT",
+    "We are closed now and will reply from {next_open}.",
+)
 # Answers to STOP, START and HELP texts; an empty value sends nothing.
 SMSDESK_OPT_OUT_TEXT = env(
     "SMSDESK_OPT_OUT_TEXT",

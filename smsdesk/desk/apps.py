@@ -8,6 +8,7 @@ class DeskConfig(AppConfig):
     verbose_name = "Support desk"
 
     def ready(self) -> None:
+        from . import checks  # noqa: F401 - registers the checks
         from .search import restore_sqlite_triggers
 
         # A migration that rebuilds a SQLite table drops its search triggers.

@@ -17,6 +17,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from smsdesk.lib import hours as hours_lib
 from smsdesk.lib.phone import is_phone_number
 from smsdesk.lib.segments import measure
 from smsdesk.live.events import publish
@@ -438,8 +439,19 @@ def opted_out_reason(contact: Contact) -> str:
     return f"{contact} texted STOP on {when}: no SMS can be sent to them until they text START."
 
 
-def confirmation_text(ref: str) -> str:
-    return settings.SMSDESK_CONFIRMATION_TEXT.replace("{ref}", ref)
+def confirmation_text(ref: str, at: datetime | None = None) -> str:
+    """The confirmation for a ticket opened by a text at `at`, out-of-hours note included."""
+    text = settings.SMSDESK_CONFIRMATION_TEXT.replace("{ref}", ref)
+    hours = business_hours()
+    if at is None or hours.is_open(at) or not settings.SMSDESK_OUT_OF_HOURS_TEXT:
+        return text
+    opening = hours.next_open(at)
+    when = f"{opening:%A} {opening:%H:%M}" if opening else "our next opening"
+    return f"{text} {settings.SMSDESK_OUT_OF_HOURS_TEXT.replace('{next_open}', when)}"
+
+
+def business_hours() -> hours_lib.Hours:
+    return hours_lib.parse(settings.SMSDESK_BUSINESS_HOURS, settings.SMSDESK_BUSINESS_TIME_ZONE)
 
 
 def receive(event: InboundEvent) -> Message:
@@ -498,7 +510,8 @@ def receive_all(events: Sequence[InboundEvent]) -> list[Message]:
     ]
     confirm.sort(key=lambda ticket: (ticket.created, ticket.pk))  # confirmed in arrival order
     Message.queue_all(
-        [(ticket, confirmation_text(ticket.ref)) for ticket in confirm], purpose="confirmation"
+        [(ticket, confirmation_text(ticket.ref, ticket.created)) for ticket in confirm],
+        purpose="confirmation",
     )
     for purpose, answer in answers.items():
         Message.queue_all(answer, purpose=purpose)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import Client
@@ -235,3 +235,38 @@ def test_only_the_same_customers_tickets_merge(agent_browser: Client) -> None:
     missing = agent_browser.post(f"/admin/tickets/{mine.ref}/merge", {"into": "../x"}, follow=True)
     assert "Choose a ticket" in missing.content.decode()
     assert Contact.objects.count() == 2
+
+
+# Business hours
+
+
+def test_outside_business_hours_the_confirmation_says_when_we_open(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.SMSDESK_BUSINESS_HOURS = "Mon-Fri 09:00-17:00"
+    settings.SMSDESK_BUSINESS_TIME_ZONE = "Europe/Amsterdam"
+    InboundEvent.record(
+        "messagebird", InboundSms(sender=CUSTOMER, recipient="", text="Hi", key="sat"), raw={}
+    )
+    # Saturday 5 December 2026, 12:00 in Amsterdam.
+    saturday = datetime(2026, 12, 5, 11, 0, tzinfo=UTC)
+    InboundEvent.objects.filter(key="sat").update(received_at=saturday)
+    drain()
+    ticket = Ticket.objects.get()
+    confirmation = ticket.messages.get(purpose="confirmation").body
+    assert confirmation == (
+        f"Thanks for contacting customer support! Your ticket ID is {ticket.ref}. "
+        "We are closed now and will reply from Monday 09:00."
+    )
+
+
+def test_inside_business_hours_the_confirmation_is_plain(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.SMSDESK_BUSINESS_HOURS = "Mon-Sun 00:00-24:00"
+    ticket = first_ticket()
+    assert ticket.messages.get(purpose="confirmation").body.endswith(f"ID is {ticket.ref}.")
+
+
+def test_bad_business_hours_stop_the_desk_at_start_up(settings) -> None:  # type: ignore[no-untyped-def]
+    from django.core.checks import run_checks
+
+    settings.SMSDESK_BUSINESS_HOURS = "Weekdays 9 to 5"
+    errors = [e for e in run_checks() if e.id == "smsdesk.E005"]
+    assert errors and "SMSDESK_BUSINESS_HOURS" in errors[0].msg
