@@ -211,5 +211,3 @@ def test_an_agent_may_reopen_an_older_ticket_beside_a_newer_open_one() -> None:
     text("+31612345678", "Any news?", "m3")
     drain()
     assert new.messages.filter(body="Any news?").exists()
-
-
