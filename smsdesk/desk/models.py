@@ -6,13 +6,14 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import F, Q, Value
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -626,6 +627,7 @@ class Message(models.Model):
         QUEUED = "queued"
         SENDING = "sending"
         SENT = "sent"
+        BUFFERED = "buffered", "Waiting at the carrier"
         DELIVERED = "delivered"
         FAILED = "failed"
         EXPIRED = "expired"
@@ -650,6 +652,10 @@ class Message(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # From the provider's delivery receipts (outbound only).
+    status_at = models.DateTimeField(null=True, blank=True)
+    status_reason = models.CharField(max_length=200, blank=True)
+    status_error_code = models.CharField(max_length=20, blank=True)
     # Why the desk itself sent it: "confirmation", or the answer to a keyword
     # ("opt-out", "opt-in", "help"); blank for agents' texts and inbound.
     purpose = models.CharField(max_length=12, blank=True)
@@ -709,6 +715,46 @@ class Message(models.Model):
         return messages
 
     @classmethod
+    def apply_receipt(cls, receipt: DeliveryReceipt) -> int:
+        """Move an outbound message forward to the receipt's status; how many changed (0 or 1).
+
+        Receipts come late, out of order and more than once: one conditional
+        UPDATE applies a receipt only to a message whose status comes before
+        it (sent < buffered < delivered; delivered, failed and expired are
+        final), so an old or repeated receipt changes nothing. A receipt for
+        a message waiting to be retried proves the provider took it: the
+        retry is called off instead of texting the customer twice.
+        """
+        earlier = [
+            status
+            for status in RECEIPT_ORDER
+            if RECEIPT_ORDER[status] < RECEIPT_ORDER[receipt.status]
+        ]
+        match = (
+            Q(provider_message_id=receipt.provider_message_id)
+            if receipt.provider_message_id
+            else Q()
+        )
+        try:
+            match |= Q(uuid=uuid.UUID(receipt.reference))
+        except ValueError:
+            pass
+        if not match:
+            return 0
+        found = cls.objects.filter(match, direction=cls.Direction.OUT, status__in=earlier)
+        ticket_ids = list(found.values_list("ticket_id", flat=True)[:1])
+        changed = found.update(
+            status=receipt.status,
+            status_at=receipt.at,
+            status_reason=receipt.reason[:200],
+            status_error_code=receipt.error_code[:20],
+            next_attempt_at=None,
+        )
+        if changed:
+            publish(ticket_ids, "delivery")
+        return changed
+
+    @classmethod
     def cancel_queued(cls, contact_ids: Sequence[int]) -> None:
         """An opted-out contact's queued texts are never sent."""
         if contact_ids:
@@ -762,7 +808,9 @@ class Message(models.Model):
         return Message._these_claims([self])
 
     @staticmethod
-    def _these_claims(messages: Sequence[Message]) -> models.QuerySet[Message]:
+    def _these_claims(
+        messages: Sequence[Message], also: Iterable[str] = ()
+    ) -> models.QuerySet[Message]:
         # A worker whose lease ran out while it waited on the provider must
         # not overwrite the outcome recorded by the worker that re-claimed it:
         # each row must still be in "sending" on the attempt this worker made.
@@ -772,7 +820,7 @@ class Message(models.Model):
         claims = Q()
         for attempt, ids in attempts.items():
             claims |= Q(pk__in=ids, attempts=attempt)
-        return Message.objects.filter(claims, status=Message.Status.SENDING)
+        return Message.objects.filter(claims, status__in=[Message.Status.SENDING, *also])
 
     def mark_sent(self, provider: str, provider_message_id: str) -> None:
         Message.mark_all_sent(provider, [(self, provider_message_id)])
@@ -788,8 +836,13 @@ class Message(models.Model):
     @classmethod
     def mark_all_sent(cls, provider: str, sent: Sequence[tuple[Message, str]]) -> None:
         if sent:
-            cls._these_claims([message for message, _ in sent]).update(
-                status=cls.Status.SENT,
+            # A delivery receipt can beat the provider's answer here; its
+            # status stands, the provider's id and the time are still recorded.
+            cls._these_claims([message for message, _ in sent], also=RECEIPT_STATUSES).update(
+                status=Case(
+                    When(status=cls.Status.SENDING, then=Value(cls.Status.SENT)),
+                    default=F("status"),
+                ),
                 provider=provider,
                 provider_message_id=per_row(
                     Message, "provider_message_id", {m.pk: pid for m, pid in sent}
@@ -841,6 +894,32 @@ class Message(models.Model):
                 last_error=per_row(Message, "last_error", {m.pk: error for m, error, _ in retries}),
             )
             publish(sorted({message.ticket_id for message, _, _ in retries}), "delivery")
+
+
+# Where each status stands for delivery receipts: a receipt moves a message
+# only to a later rank (providers.md §3). Final statuses have the top rank.
+RECEIPT_ORDER: dict[str, int] = {
+    Message.Status.QUEUED: 0,
+    Message.Status.SENDING: 0,
+    Message.Status.SENT: 1,
+    Message.Status.BUFFERED: 2,
+    Message.Status.DELIVERED: 3,
+    Message.Status.FAILED: 3,
+    Message.Status.EXPIRED: 3,
+}
+RECEIPT_STATUSES = [status for status, rank in RECEIPT_ORDER.items() if rank >= 1]
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """A provider's report on an SMS we sent, in our own words."""
+
+    status: str  # one of Message.Status: sent, buffered, delivered, failed, expired
+    reference: str  # our message's uuid, as sent
+    provider_message_id: str = ""
+    at: datetime | None = None
+    reason: str = ""
+    error_code: str = ""
 
 
 def per_row(model: type[models.Model], name: str, values: Mapping[int, object]) -> Value | RawSQL:

@@ -14,6 +14,7 @@ from smsdesk.live.presence import viewers
 
 from .forms import AssignForm, ContactForm, NoteForm, ReplyForm
 from .models import Message, ReplyRefused, Ticket, TicketRead
+from .templatetags.desk_thread import RESENDABLE
 from .views import REF_SHAPE, get_ticket, render_page, signed_in
 
 # What the thread shows: loading only these halves the time to build 200 rows.
@@ -28,6 +29,8 @@ THREAD_FIELDS = (
     "last_error",
     "encoding",
     "segments",
+    "status_reason",
+    "status_error_code",
     "ticket_id",
 )
 # The note box sits on the same page as the reply box: its own element ids.
@@ -224,3 +227,30 @@ def parse_uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+@login_required
+@require_POST
+def resend(request: HttpRequest, ref: str) -> HttpResponse:
+    """Queue a failed, expired or cancelled SMS again, as a new message from this agent."""
+    item = get_ticket(ref)
+    chosen = parse_uuid(request.POST.get("message", ""))
+    failed = (
+        item.messages.filter(
+            uuid=chosen, direction=Message.Direction.OUT, status__in=RESENDABLE
+        ).first()
+        if chosen
+        else None
+    )
+    if failed is None:
+        messages.error(
+            request, "Only a failed, expired or cancelled SMS of this ticket can be resent."
+        )
+        return redirect("desk:ticket", ref=item.ref)
+    try:
+        item.reply(failed.body, author=signed_in(request))
+    except ReplyRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Queued again.")
+    return redirect("desk:ticket", ref=item.ref)

@@ -12,6 +12,7 @@ urlpatterns = [
     path("tickets/<str:ref>/assign", ticket_views.assign, name="assign"),
     path("tickets/<str:ref>/contact", ticket_views.contact, name="contact"),
     path("tickets/<str:ref>/split", ticket_views.split, name="split"),
+    path("tickets/<str:ref>/resend", ticket_views.resend, name="resend"),
     path("tickets/<str:ref>/merge", ticket_views.merge, name="merge"),
     path("tickets/<str:ref>/close", ticket_views.close, name="close"),
     path("tickets/<str:ref>/reopen", ticket_views.reopen, name="reopen"),

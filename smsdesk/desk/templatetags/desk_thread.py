@@ -24,6 +24,27 @@ from .desk_time import message_time
 register = template.Library()
 
 RETRYING = "Retrying (attempt {attempts}): "
+RESENDABLE = (Message.Status.FAILED, Message.Status.EXPIRED, Message.Status.CANCELLED)
+
+
+def trouble(m: Message) -> str:
+    """What went wrong with an outbound SMS, in an agent's words; "" if nothing."""
+    if m.status == Message.Status.EXPIRED:
+        return (
+            "Not delivered: their phone stayed off or out of reach until the carrier gave up."
+            + (f" ({m.status_reason})" if m.status_reason else "")
+        )
+    if m.status == Message.Status.FAILED and not m.last_error:
+        detail = ", ".join(
+            filter(None, [m.status_reason, m.status_error_code and f"code {m.status_error_code}"])
+        )
+        return "Not delivered: the carrier could not deliver it" + (
+            f" ({detail})." if detail else "."
+        )
+    if not m.last_error:
+        return ""
+    final = m.status in (Message.Status.FAILED, Message.Status.CANCELLED)
+    return ("Not sent: " if final else RETRYING.format(attempts=m.attempts)) + m.last_error
 
 
 @register.simple_tag
@@ -64,9 +85,15 @@ def item(m: Message, now: datetime) -> str:
         f' <button type="submit" form="split" name="message" value="{m.uuid}" class="link"'
         ' title="Move this message into a new ticket">Split off</button></p>'
     )
-    if m.direction == Message.Direction.OUT and m.last_error:
-        final = m.status in (Message.Status.FAILED, Message.Status.CANCELLED)
-        lead = "Not sent: " if final else RETRYING.format(attempts=m.attempts)
-        parts.append(f'<p class="error">{lead}{escape(m.last_error)}</p>')
+    if m.direction == Message.Direction.OUT:
+        problem = trouble(m)
+        if problem:
+            parts.append(f'<p class="error">{escape(problem)}')
+            if m.status in RESENDABLE:
+                parts.append(
+                    f' <button type="submit" form="resend" name="message" value="{m.uuid}"'
+                    ' class="link">Resend</button>'
+                )
+            parts.append("</p>")
     parts.append("</li>")
     return "".join(parts)
