@@ -21,7 +21,8 @@ from smsdesk.sms import providers
 from smsdesk.sms.models import InboundEvent, work_available
 from smsdesk.sms.providers import OutboundSms, ProviderError
 
-from .models import Message, receive, receive_all
+from .inbound import receive, receive_all
+from .models import Message
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from django.db import connection
 from django.utils import timezone
 
 from smsdesk.desk import worker
-from smsdesk.desk.models import Contact, Message, Ticket, confirmation_text, new_ref
+from smsdesk.desk.inbound import confirmation_text
+from smsdesk.desk.models import Contact, Message, Ticket, new_ref
 from smsdesk.sms.models import InboundEvent
 from smsdesk.sms.providers import InboundSms
 from tests.conftest import drain
