@@ -4,13 +4,21 @@ Seeds a database per engine (bench/seed.py), starts the real `smsdesk
 serve` on it, signs in as an agent over HTTP and times sequential GETs
 (latency, not throughput) of: the open inbox, a keyset page ~20 pages
 deep, the closed and all views, and the ticket page of a 200-message
-thread; a search too, if the desk answers the search URL. Prints p50/p99
-and the server's CPU time per request, which the machine's other load
-disturbs far less than wall-clock time.
+thread. Prints p50/p99 and the server's CPU time per request, which the
+machine's other load disturbs far less than wall-clock time.
+
+Searches (SEARCHES: a rare word, one near smsdesk.desk.search.RARE, a
+common word, a phone number's tail, a name) are timed twice. In-process,
+as the inbox view runs them (search(), its ordering, the first page with
+previews): the CPU column is this process's, which on SQLite includes the
+database's work, plus on PostgreSQL its server backend's. And over HTTP as
+`/admin/?status=all&q=…`, once the view answers `q` (a query that matches
+nothing must not list tickets), with the desk's CPU as for other pages.
 
     .venv/bin/python bench/inbox.py                       # SQLite and PostgreSQL, fresh, dropped
     .venv/bin/python bench/inbox.py --reuse               # keep the seeded databases for next time
     .venv/bin/python bench/inbox.py --engine sqlite --tickets 10000 --samples 50
+    .venv/bin/python bench/inbox.py --engine postgres --reuse --explain   # plans of the searches
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import psycopg
@@ -36,9 +46,19 @@ REPO = Path(__file__).resolve().parents[1]
 SMSDESK = REPO / ".venv" / "bin" / "smsdesk"
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 AGENT, PASSWORD = "bench-agent", "bench-agent-password-not-secret"
-NEXT_LINK = re.compile(r'href="(\?status=\w+&amp;after=[^"]+)" rel="next"')
+NEXT_LINK = re.compile(r'href="(\?[^"]*after=[^"]+)" rel="next"')
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+REF = re.compile(r"#([23456789ABCDEFGHJKMNPQRSTVWXYZ]{6})\b")
+# What agents look for, from rare to common in bench/seed.py's data.
+SEARCHES = {
+    "rare word": "hourglass",  # a few dozen texts
+    "near threshold": "backpack",  # ~1,400 texts: the index's costliest case
+    "common word": "refund",  # ~40,000 texts: walks the newest tickets
+    "phone tail": "12345",
+    "name": "Natarajan",  # ~1,500 contacts
+}
+NO_MATCH = "zqxv-no-such-words"
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,7 +73,10 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="use (and keep) smsdesk_bench_ib_inbox_<tickets> instead of a fresh database",
     )
-    parser.add_argument("--search", default="/admin/search?q=+4474", help="timed if it answers 200")
+    parser.add_argument(
+        "--explain", action="store_true", help="print the searches' query plans, then stop"
+    )
+    parser.add_argument("--in-process", help=argparse.SUPPRESS)  # the child that times search()
     parser.add_argument("--server-args", default="", help="extra `smsdesk serve` options")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up after this long")
     return parser.parse_args()
@@ -238,9 +261,9 @@ def time_page(client: httpx.Client, pid: int, path: str, samples: int) -> dict[s
     }
 
 
-def deep_page(client: httpx.Client, pages: int) -> tuple[str, int]:
+def deep_page(client: httpx.Client, pages: int, start: str = "/admin/") -> tuple[str, int]:
     """Follow the inbox's "Older" link `pages` times; the URL reached and its depth."""
-    path, depth = "/admin/", 0
+    path, depth = start, 0
     while depth < pages:
         found = NEXT_LINK.search(client.get(path).text)
         if not found:
@@ -258,10 +281,14 @@ def measure(client: httpx.Client, pid: int, args: argparse.Namespace, deadline: 
         "inbox, all": "/admin/?status=all",
         f"ticket #{LONG_THREAD_REF} (200 messages)": f"/admin/tickets/{LONG_THREAD_REF}",
     }
-    if client.get(args.search).status_code == 200:
-        figures["search"] = args.search
+    if search_is_wired(client):
+        for label, query in SEARCHES.items():
+            figures[f"search {label}, HTTP"] = f"/admin/?status=all&q={quote(query)}"
+        common = f"/admin/?status=all&q={quote(SEARCHES['common word'])}"
+        deep, depth = deep_page(client, args.pages, start=common)
+        figures[f"search common word, page {depth + 1}"] = deep
     else:
-        print(f"  (no search at {args.search}: not timed)")
+        print("  (the inbox ignores ?q= yet: searches timed in-process only)")
     print(f"  load average before: {loadavg()}")
     print(f"  {'page':<34} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU ms/req':>10} {'KB':>6}")
     for label, path in figures.items():
@@ -275,6 +302,86 @@ def measure(client: httpx.Client, pid: int, args: argparse.Namespace, deadline: 
     print(f"  load average after:  {loadavg()}")
 
 
+def search_is_wired(client: httpx.Client) -> bool:
+    """Whether the inbox narrows by ?q=: a query matching nothing lists no ticket."""
+    newest = REF.search(client.get("/admin/?status=all").text)
+    assert newest, "no ticket ref on the inbox page"
+    return newest.group(0) not in client.get(f"/admin/?status=all&q={NO_MATCH}").text
+
+
+def search_in_process(database_url: str, args: argparse.Namespace) -> None:
+    """Time the searches in a child process set up for the database, as the view runs them."""
+    sys.stdout.flush()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSDESK_", "MESSAGEBIRD_"))}
+    env.update(DATABASE_URL=database_url, DJANGO_SETTINGS_MODULE="smsdesk.settings")
+    cmd = [sys.executable, __file__, "--in-process", database_url, "--samples", str(args.samples)]
+    subprocess.run(cmd + ["--explain"] * args.explain, env=env, cwd=REPO, check=True)
+
+
+def time_searches(args: argparse.Namespace) -> None:
+    """The child: search(), the inbox's ordering and first page, previews included.
+
+    The CPU column is this process's and, on PostgreSQL, its server
+    backend's too (read from /proc: the server is local).
+    """
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from smsdesk.desk.models import Ticket
+    from smsdesk.desk.search import search
+    from smsdesk.desk.views import PAGE_SIZE, with_last_message
+
+    def page(query: str) -> list[Ticket]:
+        tickets = Ticket.objects.select_related("contact", "assignee")
+        found = search(tickets, query).order_by("-last_message_at", "-id")
+        return list(with_last_message(found)[: PAGE_SIZE + 1])
+
+    backend = 0
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+
+    def used() -> float:
+        return time.process_time() + (cpu_seconds(backend) if backend else 0.0)
+
+    for label, query in SEARCHES.items():
+        if args.explain:
+            explain(connection, query, page)
+            continue
+        for _ in range(5):
+            page(query)
+        latencies, cpu = [], used()
+        for _ in range(args.samples):
+            started = time.perf_counter()
+            found = page(query)
+            latencies.append(time.perf_counter() - started)
+        cpu = (used() - cpu) / args.samples * 1000
+        p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+        name = f"search {label}, in-process"
+        print(f"  {name:<34} {p50:7.1f} {p99:7.1f} {max(latencies) * 1000:7.1f} {cpu:10.1f} {0:6d}")
+        print(f"    ({query!r}: {len(found)} tickets on the page)", flush=True)
+
+
+def explain(connection: object, query: str, page: Callable[[str], object]) -> None:
+    """The SQL a search runs (probe, then page) with each statement's plan."""
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:  # type: ignore[arg-type]
+        page(query)
+    print(f"\n=== {query!r}: {len(captured)} queries")
+    for statement in captured.captured_queries:
+        sql = statement["sql"]
+        prefix = "EXPLAIN ANALYZE " if connection.vendor == "postgresql" else "EXPLAIN QUERY PLAN "  # type: ignore[attr-defined]
+        print(f"--- {sql[:300]}{' …' if len(sql) > 300 else ''}")
+        with connection.cursor() as cursor:  # type: ignore[attr-defined]
+            cursor.execute(prefix + sql)
+            for row in cursor.fetchall():
+                print("   ", " ".join(str(cell) for cell in row))
+
+
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -284,6 +391,9 @@ def run(engine: str, args: argparse.Namespace, deadline: float) -> None:
         workdir = Path(tmp)
         print(f"{engine}: {args.tickets} tickets × {args.messages} messages")
         with database(engine, args, workdir) as url:
+            search_in_process(url, args)
+            if args.explain:
+                return
             create_agent(url, workdir)
             with desk(url, args, workdir, deadline) as (base, pid):
                 client = sign_in(base)
@@ -295,6 +405,9 @@ def run(engine: str, args: argparse.Namespace, deadline: float) -> None:
 
 def main() -> None:
     args = parse_args()
+    if args.in_process:
+        time_searches(args)
+        return
     deadline = time.monotonic() + args.timeout
     print(
         f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}; "

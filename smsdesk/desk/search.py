@@ -30,7 +30,7 @@ What a query matches:
 - A query needs one term with three letters or digits in a row: the
   trigram indexes cannot look up anything shorter. Shorter words narrow the
   tickets found by the others; a query of short words only matches nothing
-  (the view should say "type at least 3 characters").
+  (too_short() tells, so that the inbox can say why).
 - Accents must match (`Lea` does not find "Léa"). On SQLite, case folding
   is Unicode-wide for uncommon words but ASCII-only for very common ones
   (those go through SQLite's LIKE; see below): `ÉCOLE` then misses "école".
@@ -130,6 +130,17 @@ def search(tickets: QuerySet[Ticket], query: str) -> QuerySet[Ticket]:
         else:
             return tickets.none()  # every term must match: this one matches nothing
     return tickets
+
+
+def too_short(query: str) -> bool:
+    """Whether search() matches nothing because no term has 3 letters or digits in a row.
+
+    For the inbox to say "type at least 3 letters or digits" rather than "no match".
+    """
+    query = " ".join(query.split())[:MAX_LENGTH]
+    if not query or REF_QUERY.fullmatch(query):
+        return False
+    return not any(term.indexed for term in terms(query))
 
 
 def terms(query: str) -> list[Term]:

@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from .forms import NewConversationForm
 from .models import Message, ReplyRefused, Ticket, TicketRead, start_conversation
-from .search import search
+from .search import search, too_short
 
 PAGE_SIZE = 25
 MAX_QUERY = 100
@@ -100,6 +100,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "status": status,
         "owner": owner,
         "query": query,
+        "too_short": bool(query) and too_short(query),
         "paged": bool(cursor),
         "first_url": view_url(here),
         "clear_url": view_url(here, q=""),

@@ -255,3 +255,11 @@ def test_a_queued_reply_records_its_encoding_and_segments(agent_client: Client) 
     gsm, ucs2 = Message.objects.filter(direction="out").order_by("id")
     assert (gsm.body, gsm.encoding, gsm.segments) == ("Price: 10€\nThanks", "gsm7", 1)
     assert (ucs2.encoding, ucs2.segments) == ("ucs2", 2)
+
+
+def test_a_too_short_search_says_so(agent_client: Client) -> None:
+    make_ticket("+31600000001", "AAAAAA")
+    page = agent_client.get("/admin/?q=ab").content.decode()
+    assert "Type at least 3 letters or digits" in page
+    page = agent_client.get("/admin/?q=zzzzzz").content.decode()
+    assert "No open tickets match" in page

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from smsdesk.desk import search as search_module
 from smsdesk.desk.models import Contact, Message, Ticket
-from smsdesk.desk.search import restore_sqlite_triggers, search
+from smsdesk.desk.search import restore_sqlite_triggers, search, too_short
 
 pytestmark = pytest.mark.django_db
 
@@ -214,6 +214,13 @@ def test_short_words_only_narrow_what_longer_ones_find(path: str) -> None:
     assert refs("broken 12") == ["K7Q2ZD"]
     assert refs("12") == []  # nothing to look up in an index: no match
     assert refs("is") == []
+
+
+def test_it_tells_a_query_too_short_to_look_up_from_one_without_matches() -> None:
+    for query in ("ab", "ab 12", "+4", "a_c", "%%%", '"ab"'):
+        assert too_short(query), query
+    for query in ("", "abc", "ab kettle", "#K7Q2ZD", "+44 7", "xylophone"):
+        assert not too_short(query), query
 
 
 def test_a_query_that_matches_nothing_finds_nothing(path: str) -> None:
