@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py --quick                    # seconds: SQLite, tiny counts
     .venv/bin/python bench/run.py                            # everything, both databases
     .venv/bin/python bench/run.py --database postgres --only ingest
+    .venv/bin/python bench/run.py --only live                # live updates, 200 SSE clients
     .venv/bin/python bench/run.py --markdown docs/performance.md
     .venv/bin/python bench/run.py --set ingest.seconds=5 --set memory.webhooks=20000
 
@@ -27,11 +28,12 @@ from pathlib import Path
 import common
 import e2e
 import ingest
+import live
 import loadgen
 import memory
 from common import Row
 
-PARTS = ("ingest", "e2e", "inbox", "memory")
+PARTS = ("ingest", "e2e", "inbox", "memory", "live")
 INBOX = common.REPO / "bench" / "inbox.py"
 # inbox.py prints `  <label> <p50> <p99> <max> <CPU ms/req> <KB>` per page.
 INBOX_LINE = re.compile(r"^  (\S.*?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$")
@@ -48,6 +50,14 @@ QUICK: dict[str, dict[str, object]] = {
     },
     "e2e": {"rate": 10.0, "seconds": 2.0, "burst": 200, "timeout": 60.0},
     "memory": {"webhooks": 500, "timeout": 60.0},
+    "live": {
+        "rate": [5.0],
+        "seconds": 2.0,
+        "clients": [0, 20],
+        "load_seconds": 1.0,
+        "samples": 10,
+        "timeout": 30.0,
+    },
 }
 
 
@@ -107,6 +117,7 @@ def run(args: argparse.Namespace, workdir: Path) -> Iterator[Row]:
         "e2e": lambda: e2e.run(options(e2e.add_arguments, "e2e", args), workdir),
         "inbox": lambda: inbox(args),
         "memory": lambda: memory.run(options(memory.add_arguments, "memory", args), workdir),
+        "live": lambda: live.run(options(live.add_arguments, "live", args), workdir),
     }
     for name in args.only:
         try:

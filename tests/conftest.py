@@ -33,6 +33,18 @@ def demo_settings(settings: object) -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def live_hub_stopped() -> Iterator[None]:
+    """A page's live connection starts this process's hub; each test ends with it stopped.
+
+    Left running, its database connection keeps PostgreSQL from dropping the test database.
+    """
+    yield
+    from smsdesk.live.hub import hub
+
+    hub.stop()
+
+
 @pytest.fixture
 def agent(db: None):  # type: ignore[no-untyped-def]
     return get_user_model().objects.create_user("agent", password="correct horse battery")

@@ -1,10 +1,11 @@
 from django.urls import path
 
-from . import ticket_views, views
+from . import live_views, ticket_views, views
 
 app_name = "desk"
 urlpatterns = [
     path("", views.inbox, name="inbox"),
+    path("live", live_views.stream, name="live"),
     path("new", views.new_conversation, name="new"),
     path("tickets/<str:ref>", ticket_views.ticket, name="ticket"),
     path("tickets/<str:ref>/reply", ticket_views.reply, name="reply"),

@@ -17,6 +17,7 @@ from django.db import (
     transaction,
 )
 
+from smsdesk.live.events import maybe_prune
 from smsdesk.sms import providers
 from smsdesk.sms.models import InboundEvent, work_available
 from smsdesk.sms.providers import OutboundSms, ProviderError
@@ -269,6 +270,7 @@ def run(stop: threading.Event) -> None:
             log.exception("worker pass failed; retrying")
             done = 0
             stop.wait(1.0)
+        maybe_prune()  # old live events; real work at most once a minute
         if not done:
             work_available.wait(IDLE_WAIT)
     log.info("worker stopped")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
+from types import FrameType
 from typing import Any
 
 from django.conf import settings
@@ -15,10 +18,20 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
 # Web processes: Python runs one request at a time per process, so one per
-# core, with a few threads each to overlap database waits (bench/, issue 3).
+# core, with a few requests at once in each to overlap database waits
+# (bench/, issue 3); smsdesk.live.gate keeps it to that many.
 DEFAULT_WORKERS = os.cpu_count() or 1
 DEFAULT_THREADS = 4
+# A live connection (the inbox's Server-Sent Events) holds a server thread
+# for as long as its page is open, but only waits: these threads come on top
+# of the ones for requests, so open pages never hold up a request
+# (bench/live.py measures it). A process with this many open refuses more
+# (the browser comes back later).
+DEFAULT_STREAMS = 256
 WORKER_STOP_WAIT = 30.0  # seconds for the worker to finish its batch after SIGTERM
+# Seconds a web process may take to stop before it is killed: it finishes the
+# requests under way, and its live streams end at once (stop_streams_at_shutdown).
+WEB_STOP_WAIT = 10
 
 
 class Command(BaseCommand):
@@ -39,7 +52,13 @@ class Command(BaseCommand):
             "--threads",
             type=int,
             default=DEFAULT_THREADS,
-            help=f"request threads in each web process (default {DEFAULT_THREADS})",
+            help=f"requests each web process runs at once (default {DEFAULT_THREADS})",
+        )
+        parser.add_argument(
+            "--streams",
+            type=int,
+            default=DEFAULT_STREAMS,
+            help=f"live inbox connections each web process holds (default {DEFAULT_STREAMS})",
         )
         parser.add_argument(
             "--no-worker", action="store_true", help="web only; run `smsdesk worker` apart"
@@ -52,6 +71,7 @@ class Command(BaseCommand):
         port: int,
         workers: int,
         threads: int,
+        streams: int,
         no_worker: bool,
         **options: Any,
     ) -> None:
@@ -65,15 +85,30 @@ class Command(BaseCommand):
         # database connection.
         connections.close_all()
 
+        workers, threads, streams = max(1, workers), max(1, threads), max(0, streams)
+        # Read by the web processes, which inherit this environment.
+        os.environ["SMSDESK_REQUEST_SLOTS"] = str(threads)
+        os.environ["SMSDESK_LIVE_MAX_STREAMS"] = str(streams)
+        stop_streams_at_shutdown()
         server = Server(
-            "smsdesk.wsgi:application",
+            # The desk, `threads` requests at a time, each with its own
+            # database connection; live streams wait on threads of their own.
+            "smsdesk.live.gate:application",
             address=host,
             port=port,
             interface=Interfaces.WSGI,
-            workers=max(1, workers),
-            blocking_threads=max(1, threads),
+            workers=workers,
+            blocking_threads=threads + streams,
+            # Granian's own default, unless the threads need more.
+            backpressure=max(1024 // workers, threads + streams),
+            workers_kill_timeout=WEB_STOP_WAIT,
             websockets=False,
             log_level=LogLevels.warning,
+        )
+        # Granian warns when a process may have many more threads than cores;
+        # all but `threads` of these only wait on a live connection.
+        logging.getLogger("_granian").addFilter(
+            lambda record: "Python threads" not in record.getMessage()
         )
         # The worker is a child process of its own (`smsdesk worker`): a
         # thread here would be forked into every web process with whatever
@@ -126,3 +161,44 @@ class Command(BaseCommand):
         self.stdout.write(
             "  (shown once; change it at /django-admin/ or with `smsdesk changepassword admin`)"
         )
+
+
+def stop_streams_at_shutdown() -> None:
+    """End the live streams of a web process as soon as it is told to stop.
+
+    Granian lets the requests under way finish before a web process exits,
+    and a live stream runs for minutes. Its web processes are forked from
+    this one and install their signal handlers with granian._signals when
+    they start, so wrapping that here reaches them: on SIGTERM or SIGINT the
+    streams end at once (browsers reconnect to the next server and catch
+    up), then granian's own handler runs. Should a granian release move
+    this, WEB_STOP_WAIT still bounds the stop.
+    """
+    from granian import _signals
+
+    original = getattr(_signals, "set_sync_signals", None)
+    if original is None or getattr(original, "stops_live_streams", False):
+        return
+
+    def set_sync_signals() -> Any:
+        event = original()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            chain_handler(signum)
+        return event
+
+    set_sync_signals.stops_live_streams = True  # type: ignore[attr-defined]
+    _signals.set_sync_signals = set_sync_signals
+
+
+def chain_handler(signum: int) -> None:
+    from smsdesk.live.hub import hub
+
+    handler = signal.getsignal(signum)
+    if not callable(handler):
+        return
+
+    def end_streams_first(number: int, frame: FrameType | None) -> Any:
+        hub.shut()  # never blocks
+        return handler(number, frame)
+
+    signal.signal(signum, end_streams_first)

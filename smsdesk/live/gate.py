@@ -1,0 +1,98 @@
+"""The WSGI application `smsdesk serve` runs: the desk, a few requests at a time.
+
+A live stream (the inbox's Server-Sent Events) holds a server thread for as
+long as its page is open, so `serve` gives each web process many threads.
+Requests must still run only a few at a time, as they did before there were
+streams: more Python threads than that only contend for the interpreter,
+and each would keep a database connection of its own (a burst of webhooks
+at 64 connections opened ~90 on PostgreSQL, whose default limit is 100).
+
+So every request first takes one of SMSDESK_REQUEST_SLOTS slots, and a slot
+owns the database connections the request uses, whichever thread runs it:
+a process keeps that many connections open, however many threads its
+server has. A response that streams (a live stream, a static file) is sent
+after its slot is given back: it waits on the hub or reads a file, never
+the database.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from smsdesk.wsgi import application as desk
+
+SLOTS = max(1, int(os.environ.get("SMSDESK_REQUEST_SLOTS", "4") or 4))
+
+StartResponse = Callable[..., Any]
+
+
+class Slot:
+    """Database connections lent to whichever thread runs a request."""
+
+    def __init__(self) -> None:
+        self.wrappers: dict[str, BaseDatabaseWrapper] = {}
+
+    def wrapper(self, alias: str) -> BaseDatabaseWrapper:
+        if alias not in self.wrappers:
+            wrapper = connections.create_connection(alias)
+            # Used by one thread at a time, but not always the same one.
+            wrapper.inc_thread_sharing()
+            self.wrappers[alias] = wrapper
+        return self.wrappers[alias]
+
+    def lend(self) -> dict[str, BaseDatabaseWrapper]:
+        """Make this thread use the slot's connections; returns the ones it had."""
+        had = {wrapper.alias: wrapper for wrapper in connections.all(initialized_only=True)}
+        for alias in connections:
+            connections[alias] = self.wrapper(alias)
+        return had
+
+    def take_back(self, had: dict[str, BaseDatabaseWrapper]) -> None:
+        for alias in connections:
+            if alias in had:
+                connections[alias] = had[alias]
+            else:
+                del connections[alias]
+
+
+class Slots:
+    def __init__(self, n: int) -> None:
+        # Last in, first out: the connection used last is the one likely still warm.
+        self.free: queue.LifoQueue[Slot] = queue.LifoQueue()
+        for _ in range(n):
+            self.free.put(Slot())
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        slot = self.free.get()
+        had = slot.lend()
+        try:
+            yield
+        finally:
+            slot.take_back(had)
+            self.free.put(slot)
+
+
+slots = Slots(SLOTS)
+
+
+def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    with slots.hold():
+        response = desk(environ, start_response)
+        if isinstance(response, list) or getattr(response, "streaming", False):
+            return response  # a list is complete (and granian sends it in one write)
+        # Read and closed inside the slot: closing sends request_finished,
+        # which looks after the slot's database connection.
+        try:
+            return [b"".join(response)]
+        finally:
+            close = getattr(response, "close", None)
+            if close is not None:
+                close()
