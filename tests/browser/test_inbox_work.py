@@ -155,3 +155,20 @@ def test_an_agent_texts_a_new_number(desk: Page, live_server: LiveServer) -> Non
     page.get_by_label("Message").fill("Hi")
     page.get_by_role("button", name="Send and open ticket").click()
     expect(page.get_by_role("alert")).to_contain_text("is not a phone number")
+
+
+def test_a_colleagues_reply_arriving_live_warns_before_sending(
+    desk: Page, live_server: LiveServer
+) -> None:
+    page = desk
+    ticket = newest_first()[0]
+    page.get_by_role("link", name=re.compile(ticket.ref)).click()
+    warning = page.locator("[data-collision-live]")
+    expect(warning).to_be_hidden()
+    page.get_by_label(re.compile("^Reply to")).fill("Let me check.")
+    ticket.reply("Refund approved.", author=get_user_model().objects.get(username="bea"))
+    expect(page.locator(".thread")).to_contain_text("Refund approved.")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("bea replied while you were here")
+    # The draft survives the live refresh.
+    expect(page.get_by_label(re.compile("^Reply to"))).to_have_value("Let me check.")
