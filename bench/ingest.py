@@ -9,14 +9,27 @@ that is not stored is data loss, reported loudly and failing the run.
 
     .venv/bin/python bench/ingest.py --database sqlite --tickets 0 --concurrency 16
     .venv/bin/python bench/ingest.py --database both          # the full matrix (~15 min)
+
+With --source, it compares source trees instead (before/after a change): one
+desk per tree, side by side, each on its own fresh database, and their runs
+alternate, round after round, so that both meet the same machine load. A
+tree is a folder holding the `smsdesk` package (a `git worktree`, or
+`git archive <commit> | tar -x`); "." is the working tree.
+
+    .venv/bin/python bench/ingest.py --source before=/tmp/before --source after=. \
+        --tickets 0 --concurrency 64 --to new --seconds 4 --rounds 4
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import common
@@ -89,9 +102,12 @@ def measure(kind: str, tickets: int, args: argparse.Namespace, workdir: Path) ->
             loadgen.run_wrk(desk.url + "/webhook", 1, 1, first)
             drain(url, args.drain)
             for c in args.concurrency:
+                web, _ = split_processes(common.process_tree(desk.pid))
+                before = common.cpu_seconds(web)
                 ceiling = loadgen.run_wrk(
                     desk.url + desk.trivial, c, args.seconds, None, args.wrk_threads
                 )
+                ceiling_cpu = (common.cpu_seconds(web) - before) / max(ceiling.requests, 1)
                 if tickets == args.tickets[0]:
                     yield Row(
                         kind,
@@ -100,29 +116,84 @@ def measure(kind: str, tickets: int, args: argparse.Namespace, workdir: Path) ->
                         f"{ceiling.rate:,.0f} req/s",
                         ceiling.p50_ms,
                         ceiling.p99_ms,
-                        "; ".join(desk.notes),
+                        "; ".join([*desk.notes, f"web {ceiling_cpu * 1000:.2f} CPU-ms/req"]),
                     )
                 for to in args.to:
                     pending = drain(url, args.drain)
                     stored_tickets = common.count(url, "SELECT count(*) FROM desk_ticket")
                     load = common.load()
-                    pids = common.process_tree(desk.pid)
-                    cpu = common.cpu_seconds(pids)
-                    result, stored = one_run(desk, url, workdir, to, c, args)
-                    cpu = common.cpu_seconds(pids) - cpu
-                    yield report(
-                        kind,
-                        to,
-                        c,
-                        label,
-                        result,
-                        stored,
-                        ceiling,
-                        pending,
-                        cpu,
-                        stored_tickets,
-                        load,
-                    )
+                    run = measured_run(desk, url, workdir, to, c, args)
+                    yield report(kind, to, c, label, run, ceiling, pending, stored_tickets, load)
+
+
+@dataclass
+class Run:
+    """One replay: wrk's result, the rows it stored, CPU seconds, and the worker's catch-up."""
+
+    result: loadgen.Result
+    stored: int
+    web_cpu: float  # the web processes (and `serve` itself) during the replay
+    worker_cpu: float  # the worker during the replay
+    database_cpu: float  # PostgreSQL's server processes for this database (0 on SQLite)
+    backlog: int  # events not yet threaded when the last answer came
+    catch_up: float | None  # seconds from then until none was pending (None: not in time)
+
+
+def measured_run(
+    desk: common.Desk,
+    database_url: str,
+    workdir: Path,
+    to: str,
+    connections: int,
+    args: argparse.Namespace,
+) -> Run:
+    web, work = split_processes(common.process_tree(desk.pid))
+    before = [common.cpu_seconds(pids) for pids in (web, work)]
+    backends = {pid: common.cpu_seconds([pid]) for pid in database_processes(database_url)}
+    result, stored = one_run(desk, database_url, workdir, to, connections, args)
+    web_cpu, work_cpu = (
+        common.cpu_seconds(pids) - spent for pids, spent in zip((web, work), before, strict=True)
+    )
+    # A server process that started during the run spent all its CPU in it.
+    db_cpu = sum(
+        common.cpu_seconds([pid]) - backends.get(pid, 0.0)
+        for pid in database_processes(database_url)
+    )
+    backlog = common.count(database_url, PENDING)
+    start = time.monotonic()
+    try:
+        done = common.wait_until(
+            "the worker", lambda: common.count(database_url, PENDING) == 0, args.drain, 0.05
+        )
+        catch_up: float | None = done - start
+    except TimeoutError:
+        catch_up = None
+    return Run(result, stored, web_cpu, work_cpu, db_cpu, backlog, catch_up)
+
+
+def database_processes(database_url: str) -> list[int]:
+    """PostgreSQL's server processes for this database now; none for SQLite (in-process)."""
+    if database_url.startswith("sqlite"):
+        return []
+    import psycopg
+
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(f"{common.PG_SERVER}/postgres", autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", [name]
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def split_processes(pids: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The desk's process tree as (web processes and `serve` itself, the worker)."""
+    web, work = [], []
+    for pid in pids:
+        try:
+            (work if " worker" in common.cmdline(pid) else web).append(pid)
+        except OSError:
+            continue
+    return web, work
 
 
 def report(
@@ -130,34 +201,44 @@ def report(
     to: str,
     c: int,
     label: str,
-    result: loadgen.Result,
-    stored: int,
-    ceiling: loadgen.Result,
+    run: Run,
+    ceiling: loadgen.Result | None,
     pending: int,
-    cpu: float,
     stored_tickets: int,
     load: str,
+    source: str = "",
 ) -> Row:
-    lost = max(0, result.ok - stored)
-    ratio = result.rate / ceiling.rate * 100 if ceiling.rate else 0.0
+    result = run.result
+    lost = max(0, result.ok - run.stored)
+    ratio = result.rate / ceiling.rate * 100 if ceiling and ceiling.rate else 0.0
+    per_request = 1000 / max(result.requests, 1)
+    caught_up = (
+        f"{run.backlog:,} events left to thread after the run, done in {run.catch_up:.1f} s"
+        if run.catch_up is not None
+        else f"{run.backlog:,} events left to thread after the run, not done in time"
+    )
     notes = [
-        f"{ratio:.0f} % of ceiling {ceiling.rate:,.0f}/s",
+        f"{ratio:.0f} % of ceiling {ceiling.rate:,.0f}/s" if ceiling else "",
         f"{result.non2xx} non-2xx",
         f"{result.errors} socket errors" if result.errors else "",
-        f"{cpu / max(result.requests, 1) * 1000:.1f} CPU-ms/req (web+worker)",
+        f"{(run.web_cpu + run.worker_cpu) * per_request:.2f} CPU-ms/req (web+worker)",
+        f"web {run.web_cpu * per_request:.2f} + worker {run.worker_cpu * per_request:.2f}",
+        f"PostgreSQL {run.database_cpu * per_request:.2f}" if run.database_cpu else "",
+        caught_up,
         f"{pending} events still pending at start" if pending else "",
         f"{stored_tickets:,} tickets at start",
         f"LOST {lost} ACKNOWLEDGED WEBHOOKS" if lost else f"journal holds all {result.ok:,}",
     ]
     if lost:
         print(
-            f"DATA LOSS: {kind} {to} c={c}: {result.ok} acknowledged, only {stored} in the journal",
+            f"DATA LOSS: {kind} {to} c={c}: {result.ok} acknowledged, "
+            f"only {run.stored} in the journal",
             file=sys.stderr,
         )
     return Row(
         kind,
         "ingest",
-        f"{to}, c={c}, {label} tickets",
+        f"{source + ': ' if source else ''}{to}, c={c}, {label} tickets",
         f"{result.rate:,.0f} webhooks/s",
         result.p50_ms,
         result.p99_ms,
@@ -189,6 +270,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--serve-arg", action="append", default=[], help="passed to `smsdesk serve` (repeatable)"
     )
+    parser.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="compare source trees, side by side (repeatable; see the module's help)",
+    )
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of a --source comparison")
 
 
 def databases(choice: str) -> Sequence[str]:
@@ -198,7 +287,72 @@ def databases(choice: str) -> Sequence[str]:
 def run(args: argparse.Namespace, workdir: Path) -> Iterator[Row]:
     for kind in databases(args.database):
         for tickets in args.tickets:
-            yield from measure(kind, tickets, args, workdir)
+            if args.source:
+                yield from compare(kind, tickets, args, workdir)
+            else:
+                yield from measure(kind, tickets, args, workdir)
+
+
+def compare(kind: str, tickets: int, args: argparse.Namespace, workdir: Path) -> Iterator[Row]:
+    """One desk per --source tree, runs alternating; a row per run, then the medians."""
+    label = f"{tickets // 1000}k" if tickets >= 1000 else str(tickets)
+    runs: dict[tuple[str, str, int], list[Run]] = {}
+    with ExitStack() as stack:
+        desks = []
+        for source in args.source:
+            name, _, folder = source.partition("=")
+            env = {"PYTHONPATH": str(Path(folder).resolve())} if folder not in ("", ".") else {}
+            url = stack.enter_context(common.database(kind, workdir, f"ingest_{name}_{tickets}"))
+            seed(url, tickets)
+            desk = stack.enter_context(common.serve(url, workdir, args.serve_arg, **env))
+            first = workdir / "first.txt"
+            loadgen.write_requests(first, desk.url, [(EXISTING, "bench-first")], 600, args.body)
+            loadgen.run_wrk(desk.url + "/webhook", 1, 1, first)
+            desks.append((name, url, desk))
+        for round_ in range(args.rounds):
+            # Alternate who goes first, so neither always follows the other.
+            for name, url, desk in desks if round_ % 2 == 0 else desks[::-1]:
+                for c in args.concurrency:
+                    for to in args.to:
+                        pending = drain(url, args.drain)
+                        stored_tickets = common.count(url, "SELECT count(*) FROM desk_ticket")
+                        load = common.load()
+                        one = measured_run(desk, url, workdir, to, c, args)
+                        runs.setdefault((name, to, c), []).append(one)
+                        yield report(
+                            kind, to, c, label, one, None, pending, stored_tickets, load, name
+                        )
+    for (name, to, c), done in runs.items():
+        yield median_row(kind, f"{name}: {to}, c={c}, {label} tickets", done)
+
+
+def median_row(kind: str, conditions: str, runs: list[Run]) -> Row:
+    def median(figure: Callable[[Run], float]) -> float:
+        return statistics.median(figure(one) for one in runs)
+
+    def per_request(cpu: Callable[[Run], float]) -> float:
+        return median(lambda one: cpu(one) / max(one.result.requests, 1) * 1000)
+
+    catch_up = [one.catch_up for one in runs if one.catch_up is not None]
+    notes = [
+        f"median of {len(runs)} alternating runs",
+        f"web {per_request(lambda one: one.web_cpu):.2f} CPU-ms/req",
+        f"worker {per_request(lambda one: one.worker_cpu):.2f}",
+        f"PostgreSQL {per_request(lambda one: one.database_cpu):.2f}" if kind == "postgres" else "",
+        f"{median(lambda one: one.backlog):,.0f} left to thread after a run"
+        + (f", done in {statistics.median(catch_up):.1f} s" if catch_up else ""),
+        f"{sum(max(0, one.result.ok - one.stored) for one in runs)} acknowledged but missing",
+    ]
+    return Row(
+        kind,
+        "ingest",
+        conditions,
+        f"{median(lambda one: one.result.rate):,.0f} webhooks/s",
+        median(lambda one: one.result.p50_ms),
+        median(lambda one: one.result.p99_ms),
+        "; ".join(n for n in notes if n),
+        failed=any(one.result.ok > one.stored for one in runs),
+    )
 
 
 def main() -> None:

@@ -58,6 +58,10 @@ _SIMPLE_CLAIMS = frozenset({"iss", "nbf", "exp", "jti", "url_hash", "payload_has
 
 _BROKEN_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
+# The MessageBird-Signature-JWT header as WSGI names it. Read from META:
+# request.headers would first parse every header of the request.
+SIGNATURE_META = "HTTP_MESSAGEBIRD_SIGNATURE_JWT"
+
 
 class SignatureInvalid(Exception):
     pass
@@ -345,7 +349,7 @@ class MessageBird:
         )
 
     def verify(self, request: HttpRequest) -> None:
-        token = request.headers.get("MessageBird-Signature-JWT", "")
+        token = request.META.get(SIGNATURE_META, "")
         if not token:
             raise WebhookRejected(401, "missing MessageBird-Signature-JWT header")
         try:
