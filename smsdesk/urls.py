@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from smsdesk.desk import webhooks as receipts
 from smsdesk.sms import views as webhooks
 
 urlpatterns = [
@@ -13,6 +14,13 @@ urlpatterns = [
     path("webhook", webhooks.messagebird_inbound, name="webhook"),
     path("webhook/<str:token>", webhooks.messagebird_inbound, name="webhook-token"),
     path("webhooks/messagebird", webhooks.messagebird_inbound, name="webhook-messagebird"),
+    # Before the token form below, which would take "status" for a token.
+    path("webhooks/messagebird/status", receipts.messagebird_status, name="webhook-status"),
+    path(
+        "webhooks/messagebird/status/<str:token>",
+        receipts.messagebird_status,
+        name="webhook-status-token",
+    ),
     path(
         "webhooks/messagebird/<str:token>",
         webhooks.messagebird_inbound,

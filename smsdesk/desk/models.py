@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -21,6 +20,7 @@ from smsdesk.lib.phone import is_phone_number
 from smsdesk.lib.segments import measure
 from smsdesk.live.events import publish
 from smsdesk.sms.models import InboundEvent, wake_worker
+from smsdesk.sms.providers.base import DeliveryReceipt
 
 # No 0/O, 1/I/L or U: refs are read aloud and typed from a phone screen.
 REF_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -708,18 +708,6 @@ RECEIPT_ORDER: dict[str, int] = {
     Message.Status.EXPIRED: 3,
 }
 RECEIPT_STATUSES = [status for status, rank in RECEIPT_ORDER.items() if rank >= 1]
-
-
-@dataclass(frozen=True)
-class DeliveryReceipt:
-    """A provider's report on an SMS we sent, in our own words."""
-
-    status: str  # one of Message.Status: sent, buffered, delivered, failed, expired
-    reference: str  # our message's uuid, as sent
-    provider_message_id: str = ""
-    at: datetime | None = None
-    reason: str = ""
-    error_code: str = ""
 
 
 def per_row(model: type[models.Model], name: str, values: Mapping[int, object]) -> Value | RawSQL:

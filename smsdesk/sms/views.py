@@ -103,12 +103,17 @@ def receive_inbound(request: HttpRequest, token: str | None = None) -> Answer:
         authenticate(request, provider, token)
         sms = provider.parse_inbound(request)
     except WebhookRejected as exc:
-        path = masked_path(request, token)
-        log.warning("webhook %s %s rejected (%s): %s", request.method, path, exc.status, exc.reason)
-        allow = ", ".join(ALLOWED_METHODS) if exc.status == 405 else ""
-        return Answer(exc.status, exc.reason + "\n", allow)
+        return rejected(request, token, exc)
     InboundEvent.record(provider.name, sms, raw_request(request, token))
     return ACCEPTED
+
+
+def rejected(request: HttpRequest, token: str | None, exc: WebhookRejected) -> Answer:
+    """A refused webhook's answer, and its log line (the URL token masked)."""
+    path = masked_path(request, token)
+    log.warning("webhook %s %s rejected (%s): %s", request.method, path, exc.status, exc.reason)
+    allow = ", ".join(ALLOWED_METHODS) if exc.status == 405 else ""
+    return Answer(exc.status, exc.reason + "\n", allow)
 
 
 @answered_by(receive_inbound)

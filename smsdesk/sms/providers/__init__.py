@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from .base import InboundSms, OutboundSms, Provider, ProviderError, WebhookRejected
+from .base import (
+    DeliveryReceipt,
+    InboundSms,
+    OutboundSms,
+    Provider,
+    ProviderError,
+    WebhookRejected,
+)
 from .messagebird import MessageBird
 from .simulator import Simulator
 
 __all__ = [
+    "DeliveryReceipt",
     "InboundSms",
     "OutboundSms",
     "Provider",

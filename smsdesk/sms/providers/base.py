@@ -19,6 +19,18 @@ class InboundSms:
 
 
 @dataclass(frozen=True)
+class DeliveryReceipt:
+    """A provider's report on an SMS we sent, in our own words."""
+
+    status: str  # sent, buffered, delivered, failed or expired (desk Message statuses)
+    reference: str  # our message's public id, as sent
+    provider_message_id: str = ""
+    at: datetime | None = None
+    reason: str = ""
+    error_code: str = ""
+
+
+@dataclass(frozen=True)
 class OutboundSms:
     to: str
     body: str
@@ -49,5 +61,7 @@ class Provider(Protocol):
     def verify(self, request: HttpRequest) -> None: ...
 
     def parse_inbound(self, request: HttpRequest) -> InboundSms: ...
+
+    def parse_status(self, request: HttpRequest) -> DeliveryReceipt: ...
 
     def send(self, sms: OutboundSms) -> str: ...

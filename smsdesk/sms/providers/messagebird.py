@@ -26,7 +26,7 @@ from django.http import HttpRequest
 from smsdesk.lib import http
 from smsdesk.lib.phone import InvalidNumber, normalise_sender
 
-from .base import InboundSms, OutboundSms, ProviderError, WebhookRejected
+from .base import DeliveryReceipt, InboundSms, OutboundSms, ProviderError, WebhookRejected
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +320,45 @@ ERROR_CODES = {
 }
 
 
+# MessageBird's recipient statuses, in our words (providers.md §3). "scheduled"
+# means accepted for later sending: for the desk, already with the provider.
+RECEIPT_STATUSES = {
+    "scheduled": "sent",
+    "sent": "sent",
+    "buffered": "buffered",
+    "delivered": "delivered",
+    "expired": "expired",
+    "delivery_failed": "failed",
+}
+
+
+def parse_receipt(fields: Mapping[str, str]) -> DeliveryReceipt:
+    """A status report's fields as a DeliveryReceipt; WebhookRejected (400) if it is not one."""
+    raw_status = fields.get("status", "")
+    if raw_status not in RECEIPT_STATUSES:
+        raise WebhookRejected(400, f"unknown or missing status {raw_status[:40]!r}")
+    reference, message_id = fields.get("reference", ""), fields.get("id", "")
+    if not (reference or message_id):
+        raise WebhookRejected(400, "a status report needs an id or a reference")
+    if len(reference) > MAX_ID or len(message_id) > MAX_ID:
+        raise WebhookRejected(400, f"id or reference over {MAX_ID} characters")
+    stamp = fields.get("statusDatetime", "")
+    try:
+        at = datetime.fromisoformat(stamp) if stamp else None
+    except ValueError:
+        raise WebhookRejected(400, f"statusDatetime {stamp[:40]!r} is not a time") from None
+    if at is not None and at.tzinfo is None:
+        raise WebhookRejected(400, "statusDatetime has no time zone offset")
+    return DeliveryReceipt(
+        status=RECEIPT_STATUSES[raw_status],
+        reference=reference,
+        provider_message_id=message_id,
+        at=at,
+        reason=fields.get("statusReason", "")[:200],
+        error_code=fields.get("statusErrorCode", "")[:20],
+    )
+
+
 class MessageBird:
     name = "messagebird"
 
@@ -356,6 +395,9 @@ class MessageBird:
             verify_signature_jwt(token, self.signing_key, public_url(request), request.body)
         except SignatureInvalid as exc:
             raise WebhookRejected(401, str(exc)) from exc
+
+    def parse_status(self, request: HttpRequest) -> DeliveryReceipt:
+        return parse_receipt(request_fields(request))
 
     def parse_inbound(self, request: HttpRequest) -> InboundSms:
         return parse_fields(request_fields(request), settings.SMSDESK_DEFAULT_REGION)

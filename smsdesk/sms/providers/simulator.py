@@ -11,8 +11,8 @@ import uuid
 
 from django.http import HttpRequest
 
-from .base import InboundSms, OutboundSms
-from .messagebird import parse_fields, request_fields
+from .base import DeliveryReceipt, InboundSms, OutboundSms
+from .messagebird import parse_fields, parse_receipt, request_fields
 
 
 class Simulator:
@@ -24,6 +24,9 @@ class Simulator:
 
     def parse_inbound(self, request: HttpRequest) -> InboundSms:
         return parse_fields(request_fields(request))
+
+    def parse_status(self, request: HttpRequest) -> DeliveryReceipt:
+        return parse_receipt(request_fields(request))
 
     def send(self, sms: OutboundSms) -> str:
         return f"sim-{uuid.uuid4().hex}"
