@@ -188,8 +188,7 @@ def reopen(request: HttpRequest, ref: str) -> HttpResponse:
 @require_POST
 def split(request: HttpRequest, ref: str) -> HttpResponse:
     item = get_ticket(ref)
-    chosen = parse_uuid(request.POST.get("message", ""))
-    message = item.messages.filter(uuid=chosen).first() if chosen else None
+    message = posted_message(request, item)
     if message is None:
         messages.error(request, "That message is not in this ticket (any more).")
         return redirect("desk:ticket", ref=item.ref)
@@ -222,11 +221,13 @@ def merge(request: HttpRequest, ref: str) -> HttpResponse:
     return redirect("desk:ticket", ref=survivor.ref)
 
 
-def parse_uuid(value: str) -> uuid.UUID | None:
+def posted_message(request: HttpRequest, item: Ticket, **filters: object) -> Message | None:
+    """The ticket's message that the form names by its uuid (field `message`), if any."""
     try:
-        return uuid.UUID(value)
+        chosen = uuid.UUID(request.POST.get("message", ""))
     except ValueError:
         return None
+    return item.messages.filter(uuid=chosen, **filters).first()
 
 
 @login_required
@@ -234,14 +235,7 @@ def parse_uuid(value: str) -> uuid.UUID | None:
 def resend(request: HttpRequest, ref: str) -> HttpResponse:
     """Queue a failed, expired or cancelled SMS again, as a new message from this agent."""
     item = get_ticket(ref)
-    chosen = parse_uuid(request.POST.get("message", ""))
-    failed = (
-        item.messages.filter(
-            uuid=chosen, direction=Message.Direction.OUT, status__in=RESENDABLE
-        ).first()
-        if chosen
-        else None
-    )
+    failed = posted_message(request, item, direction=Message.Direction.OUT, status__in=RESENDABLE)
     if failed is None:
         messages.error(
             request, "Only a failed, expired or cancelled SMS of this ticket can be resent."

@@ -13,16 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from smsdesk.sms.providers import WebhookRejected
-from smsdesk.sms.views import (
-    ACCEPTED,
-    Answer,
-    authenticate,
-    check_method,
-    check_size,
-    lean,
-    messagebird,
-    rejected,
-)
+from smsdesk.sms.views import ACCEPTED, Answer, admit, lean, messagebird, rejected
 
 from .models import Message
 
@@ -30,9 +21,7 @@ from .models import Message
 def receive_status(request: HttpRequest, token: str | None = None) -> Answer:
     provider = messagebird()
     try:
-        check_method(request)
-        check_size(request)
-        authenticate(request, provider, token)
+        admit(request, provider, token)
         receipt = provider.parse_status(request)
     except WebhookRejected as exc:
         return rejected(request, token, exc)

@@ -98,9 +98,7 @@ def receive_inbound(request: HttpRequest, token: str | None = None) -> Answer:
     """
     provider = messagebird()
     try:
-        check_method(request)
-        check_size(request)
-        authenticate(request, provider, token)
+        admit(request, provider, token)
         sms = provider.parse_inbound(request)
     except WebhookRejected as exc:
         return rejected(request, token, exc)
@@ -120,6 +118,13 @@ def rejected(request: HttpRequest, token: str | None, exc: WebhookRejected) -> A
 @csrf_exempt
 def messagebird_inbound(request: HttpRequest, token: str | None = None) -> HttpResponse:
     return receive_inbound(request, token).response()
+
+
+def admit(request: HttpRequest, provider: providers.Provider, token: str | None) -> None:
+    """Every webhook's checks before parsing: method, size, signature or token."""
+    check_method(request)
+    check_size(request)
+    authenticate(request, provider, token)
 
 
 def check_method(request: HttpRequest) -> None:
