@@ -56,6 +56,21 @@ def agent_client(client, agent):  # type: ignore[no-untyped-def]
     return client
 
 
+@pytest.fixture
+def sent(db: None):  # type: ignore[no-untyped-def]
+    """An agent's reply, sent by the worker: what delivery receipts are about."""
+    from smsdesk.desk.models import Contact, Message, Ticket
+
+    contact = Contact.objects.create(phone="+31612345678")
+    message = Ticket.objects.create(ref="K7F3QX", contact=contact).reply(
+        "Your parcel is on its way", author=None
+    )
+    drain()
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    return message
+
+
 def on_postgres() -> bool:
     return connection.vendor == "postgresql"
 

@@ -6,24 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from smsdesk.desk.models import Contact, DeliveryReceipt, Message, Ticket
+from smsdesk.desk.models import DeliveryReceipt, Message
 from tests.conftest import drain
 
 pytestmark = pytest.mark.django_db
 
 AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def sent() -> Message:
-    ticket = Ticket.objects.create(
-        ref="K7F3QX", contact=Contact.objects.create(phone="+31612345678")
-    )
-    message = ticket.reply("Your parcel is on its way", author=None)
-    drain()
-    message.refresh_from_db()
-    assert message.status == Message.Status.SENT
-    return message
 
 
 def receipt(message: Message, status: str, minutes: int = 0, **fields: str) -> int:

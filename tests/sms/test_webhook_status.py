@@ -9,8 +9,7 @@ from urllib.parse import urlencode
 import pytest
 from django.test import Client
 
-from smsdesk.desk.models import Contact, Message, Ticket
-from tests.conftest import drain
+from smsdesk.desk.models import Message
 from tests.sms.signing import SIGNING_KEY, signature
 
 pytestmark = pytest.mark.django_db
@@ -21,17 +20,6 @@ PATH = "/webhooks/messagebird/status"
 @pytest.fixture
 def signed(settings: Any) -> None:
     settings.MESSAGEBIRD_SIGNING_KEY = SIGNING_KEY
-
-
-@pytest.fixture
-def sent() -> Message:
-    ticket = Ticket.objects.create(
-        ref="K7F3QX", contact=Contact.objects.create(phone="+31612345678")
-    )
-    message = ticket.reply("Your parcel is on its way", author=None)
-    drain()
-    message.refresh_from_db()
-    return message
 
 
 def report(
