@@ -109,7 +109,9 @@ def inbox(request: HttpRequest) -> HttpResponse:
             (key, label, view_url(here, status=key), key == status)
             for key, label in STATUSES.items()
         ],
-        "owner_tabs": owner_tabs(here, me),
+        # Called by the template only where it shows the tabs: a live refresh
+        # of the list alone (?fragment=list) skips the counting query.
+        "owner_tabs": lambda: owner_tabs(here, me),
     }
     return render_page(
         request,

@@ -8,6 +8,7 @@ the given zone, so they follow its daylight-saving changes.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -53,6 +54,8 @@ class Hours:
         return None
 
 
+# Parsed once per setting value: the worker asks for every confirmation it queues.
+@functools.lru_cache(maxsize=8)
 def parse(description: str, zone: str) -> Hours:
     try:
         tz = ZoneInfo(zone)

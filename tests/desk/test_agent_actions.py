@@ -43,7 +43,7 @@ def test_mine_and_unassigned_views_split_the_open_tickets_with_counts(
     assert refs(agent_client, "/admin/?who=unassigned") == ["CCCCCC"]
     assert sorted(refs(agent_client, "/admin/")) == ["AAAAAA", "BBBBBB", "CCCCCC"]
     assert refs(agent_client, "/admin/?who=mine&status=closed") == ["DDDDDD"]
-    tabs = agent_client.get("/admin/").context["owner_tabs"]
+    tabs = agent_client.get("/admin/").context["owner_tabs"]()
     assert [(key, count) for key, _, count, _, _ in tabs] == [
         ("all", 3),
         ("mine", 1),
@@ -55,7 +55,7 @@ def test_view_links_keep_the_other_choices(agent_client: Client) -> None:
     context = agent_client.get("/admin/?who=mine&status=closed&q=parcel").context
     status_urls = {key: url for key, _, url, _ in context["status_tabs"]}
     assert status_urls["open"] == "?who=mine&q=parcel"
-    owner_urls = {key: url for key, _, _, url, _ in context["owner_tabs"]}
+    owner_urls = {key: url for key, _, _, url, _ in context["owner_tabs"]()}
     assert owner_urls["all"] == "?status=closed&q=parcel"
     assert context["clear_url"] == "?status=closed&who=mine"
 

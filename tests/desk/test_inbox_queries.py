@@ -149,3 +149,11 @@ def test_pages_of_all_tickets_follow_the_full_order_across_equal_timestamps(
         following = response.context["next_url"]
         url = "/admin/" + following if following else ""
     assert seen == expected
+
+
+def test_a_live_refresh_of_the_list_skips_the_counts(
+    agent_client: Client, django_assert_max_num_queries
+) -> None:  # type: ignore[no-untyped-def]
+    add_tickets(3)
+    full = queries(agent_client, "/admin/")
+    assert queries(agent_client, "/admin/?fragment=list") == full - 2  # no counts, no live cursor
