@@ -16,6 +16,7 @@ from django.db import (
     close_old_connections,
     transaction,
 )
+from django.db.models import Exists, OuterRef
 
 from smsdesk.live.events import maybe_prune
 from smsdesk.sms import providers
@@ -159,18 +160,30 @@ def clear_to_send(batch: list[Message]) -> list[Message]:
     the journal might have just texted STOP: their messages wait for the
     threading, which runs before the next send (at most one loop).
     """
+    if not batch:
+        return batch
+    # Both facts come from one statement, so from one snapshot: a STOP being
+    # threaded by another worker is seen either still in the journal or
+    # already recorded as an opt-out, never as neither (which two reads,
+    # with its commit landing between them, would allow).
+    unthreaded = InboundEvent.objects.filter(
+        processed_at__isnull=True, error="", sender=OuterRef("ticket__contact__phone")
+    )
+    now = Message.objects.filter(pk__in=[message.pk for message in batch]).annotate(
+        waiting=Exists(unthreaded)
+    )
+    state = {
+        pk: (opted_out_at, waiting)
+        for pk, opted_out_at, waiting in now.values_list(
+            "pk", "ticket__contact__opted_out_at", "waiting"
+        )
+    }
+    for message in batch:
+        message.ticket.contact.opted_out_at = state[message.pk][0]
     Message.cancel_claimed([message for message in batch if message.blocked])
     batch = [message for message in batch if not message.blocked]
-    phones = {message.ticket.contact.phone for message in batch}
-    waiting = unthreaded_senders(phones) if phones else set()
-    Message.defer_claimed([m for m in batch if m.ticket.contact.phone in waiting])
-    return [message for message in batch if message.ticket.contact.phone not in waiting]
-
-
-def unthreaded_senders(phones: set[str]) -> set[str]:
-    """Which of these numbers have texts in the journal not yet threaded (the pending index)."""
-    pending = InboundEvent.objects.filter(processed_at__isnull=True, error="", sender__in=phones)
-    return set(pending.values_list("sender", flat=True).distinct())
+    Message.defer_claimed([message for message in batch if state[message.pk][1]])
+    return [message for message in batch if not state[message.pk][1]]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 
 from smsdesk.desk.models import Contact, Message, ReplyRefused, Ticket
+from smsdesk.desk.worker import clear_to_send, process_inbound
 from smsdesk.sms.models import InboundEvent
 from smsdesk.sms.providers import InboundSms
 from tests.conftest import drain
@@ -97,6 +98,27 @@ def test_a_text_claimed_after_an_opt_out_is_cancelled_at_the_worker(agent) -> No
     # As if another worker's STOP committed between this reply's queueing and its claim.
     Contact.objects.update(opted_out_at=reply.created)
     drain()
+    reply.refresh_from_db()
+    assert reply.status == Message.Status.CANCELLED
+
+
+def test_a_stop_threaded_between_the_claim_and_the_send_cancels_the_reply(agent) -> None:  # type: ignore[no-untyped-def]
+    """Another worker threads the STOP after this one claimed the reply, before it sends.
+
+    The check before sending must see the STOP either waiting in the journal
+    or already recorded as an opt-out; it once read the two in separate
+    queries, and a STOP committed between them let the reply through.
+    """
+    text("Hello")
+    reply = Ticket.objects.get().reply("On it", author=agent)
+    InboundEvent.record(
+        "messagebird", InboundSms(sender=CUSTOMER, recipient="", text="STOP", key="stop"), raw={}
+    )
+    claimed = Message.claim_due(10)
+    assert [message.pk for message in claimed] == [reply.pk]
+    assert process_inbound() == 1  # the other worker, committing the STOP
+
+    assert clear_to_send(claimed) == []
     reply.refresh_from_db()
     assert reply.status == Message.Status.CANCELLED
 
