@@ -11,7 +11,7 @@ from typing import cast
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -567,6 +567,10 @@ class Message(models.Model):
                 last_error="The customer texted STOP before it was sent.",
             )
 
+    # Set on claimed messages (claim_due): their number has texts not yet
+    # threaded, one of which may be a STOP, so they wait for the threading.
+    held = False
+
     @property
     def blocked(self) -> bool:
         """Opted out since this was queued: only the answer to their STOP may go."""
@@ -605,7 +609,16 @@ class Message(models.Model):
                 attempts=F("attempts") + 1,
                 next_attempt_at=now + cls.LEASE,
             )
-        return list(cls.objects.filter(id__in=ids).select_related("ticket__contact").order_by("id"))
+        # Read after the claim, in one statement and so from one snapshot: a
+        # STOP threaded by another worker meanwhile shows either as the
+        # contact's opt-out or as a text still unthreaded in the journal
+        # (`held`), never as neither, which two reads could see if its commit
+        # landed between them.
+        unthreaded = InboundEvent.objects.filter(
+            processed_at__isnull=True, error="", sender=OuterRef("ticket__contact__phone")
+        )
+        claimed = cls.objects.filter(id__in=ids).annotate(held=Exists(unthreaded))
+        return list(claimed.select_related("ticket__contact").order_by("id"))
 
     def _this_claim(self) -> models.QuerySet[Message]:
         return Message._these_claims([self])

@@ -16,7 +16,6 @@ from django.db import (
     close_old_connections,
     transaction,
 )
-from django.db.models import Exists, OuterRef
 
 from smsdesk.live.events import maybe_prune
 from smsdesk.sms import providers
@@ -155,35 +154,15 @@ def send_due(limit: int = SEND_BATCH) -> int:
 def clear_to_send(batch: list[Message]) -> list[Message]:
     """The claimed messages that may go now; the others cancelled or given back.
 
-    An opted-out contact's messages are cancelled (read after the claim, so a
-    STOP threaded before it counts). A contact with texts still unthreaded in
-    the journal might have just texted STOP: their messages wait for the
-    threading, which runs before the next send (at most one loop).
+    An opted-out contact's messages are cancelled. A contact with texts still
+    unthreaded in the journal might have just texted STOP: their messages
+    wait for the threading, which runs before the next send (at most one
+    loop). Both facts were read with the claim (Message.claim_due).
     """
-    if not batch:
-        return batch
-    # Both facts come from one statement, so from one snapshot: a STOP being
-    # threaded by another worker is seen either still in the journal or
-    # already recorded as an opt-out, never as neither (which two reads,
-    # with its commit landing between them, would allow).
-    unthreaded = InboundEvent.objects.filter(
-        processed_at__isnull=True, error="", sender=OuterRef("ticket__contact__phone")
-    )
-    now = Message.objects.filter(pk__in=[message.pk for message in batch]).annotate(
-        waiting=Exists(unthreaded)
-    )
-    state = {
-        pk: (opted_out_at, waiting)
-        for pk, opted_out_at, waiting in now.values_list(
-            "pk", "ticket__contact__opted_out_at", "waiting"
-        )
-    }
-    for message in batch:
-        message.ticket.contact.opted_out_at = state[message.pk][0]
     Message.cancel_claimed([message for message in batch if message.blocked])
     batch = [message for message in batch if not message.blocked]
-    Message.defer_claimed([message for message in batch if state[message.pk][1]])
-    return [message for message in batch if not state[message.pk][1]]
+    Message.defer_claimed([message for message in batch if message.held])
+    return [message for message in batch if not message.held]
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,8 @@ def test_a_stop_threaded_between_the_claim_and_the_send_cancels_the_reply(agent)
     The check before sending must see the STOP either waiting in the journal
     or already recorded as an opt-out; it once read the two in separate
     queries, and a STOP committed between them let the reply through.
+    Since the claim reads both at once, the reply is held for the threading
+    and then cancelled.
     """
     text("Hello")
     reply = Ticket.objects.get().reply("On it", author=agent)
@@ -118,9 +120,11 @@ def test_a_stop_threaded_between_the_claim_and_the_send_cancels_the_reply(agent)
     assert [message.pk for message in claimed] == [reply.pk]
     assert process_inbound() == 1  # the other worker, committing the STOP
 
-    assert clear_to_send(claimed) == []
+    assert clear_to_send(claimed) == []  # held: the claim saw the STOP waiting in the journal
+    drain()
     reply.refresh_from_db()
     assert reply.status == Message.Status.CANCELLED
+    assert reply.sent_at is None
 
 
 def test_start_opts_back_in_and_replies_go_again(agent, settings) -> None:  # type: ignore[no-untyped-def]
