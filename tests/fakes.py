@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import pytest
 
 from smsdesk.lib import http
@@ -37,6 +36,7 @@ class Answer:
     body: Any = None  # None on a 201: a Message object built from the request
     headers: dict[str, str] = field(default_factory=dict)
     stall: float = 0.0  # seconds to wait before answering
+    hang_up: bool = False  # read the request, then close the connection without an answer
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,11 @@ class FakeMessageBird:
         with self._lock:
             self._answer = Answer(stall=seconds)
 
+    def hang_up(self) -> None:
+        """Read each request, then drop the connection without answering."""
+        with self._lock:
+            self._answer = Answer(hang_up=True)
+
     def recover(self) -> None:
         self.respond()
 
@@ -174,6 +179,9 @@ class FakeMessageBird:
             self._arrived.notify_all()
         if answer.stall:
             self._release.wait(answer.stall)
+        if answer.hang_up:
+            handler.close_connection = True
+            return
         data = b"" if body is None else json.dumps(body).encode()
         try:
             handler.send_response(answer.status)
@@ -220,7 +228,7 @@ def fake_messagebird_fixture(settings: Any) -> Iterator[FakeMessageBird]:
 @pytest.fixture(name="short_timeout")
 def short_timeout_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A read timeout of a fraction of a second, so a stall test takes no time."""
-    monkeypatch.setattr(http, "TIMEOUT", httpx.Timeout(0.3, connect=1.0))
+    monkeypatch.setattr(http, "TIMEOUT", http.Timeout(connect=1.0, read=0.3))
     http.reset()
     yield
     monkeypatch.undo()

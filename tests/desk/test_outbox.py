@@ -270,13 +270,13 @@ def test_a_slow_send_does_not_hold_up_the_messages_beside_it(
 def test_it_keeps_a_message_queued_when_sending_breaks_unexpectedly(
     fake_messagebird: FakeMessageBird, settings: Any
 ) -> None:
-    settings.MESSAGEBIRD_API_URL = "http://[::1"  # a typo httpx refuses to parse
+    settings.MESSAGEBIRD_API_URL = "http://[::1"  # a typo no HTTP client can parse
     text_in()
     drain()
     message = confirmation()
     assert message.status == Message.Status.QUEUED
     assert message.attempts == 1
-    assert "InvalidURL" in message.last_error
+    assert "LocationParseError" in message.last_error
 
     settings.MESSAGEBIRD_API_URL = fake_messagebird.url
     make_due(message)

@@ -225,7 +225,7 @@ def scripted(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scripte
     settings.MESSAGEBIRD_API_URL = provider.url
     settings.MESSAGEBIRD_ACCESS_KEY = "test"
     settings.MESSAGEBIRD_ORIGINATOR = "+3197010254321"
-    monkeypatch.setattr(http, "TIMEOUT", http.httpx.Timeout(WAIT, connect=5.0))
+    monkeypatch.setattr(http, "TIMEOUT", http.Timeout(connect=5.0, read=WAIT))
     http.reset()
     yield provider
     provider.close()

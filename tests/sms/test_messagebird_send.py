@@ -156,6 +156,17 @@ def test_it_retries_when_messagebird_cannot_be_reached(fake_messagebird: FakeMes
     assert "could not reach MessageBird" in str(error)
 
 
+def test_a_connection_dropped_before_the_answer_is_retried_later_not_at_once(
+    fake_messagebird: FakeMessageBird,
+) -> None:
+    """MessageBird may have taken the message: only the outbox retries, after its backoff."""
+    fake_messagebird.hang_up()
+    error = refusal()
+    assert not error.permanent
+    assert "could not reach MessageBird" in str(error)
+    assert len(fake_messagebird.requests) == 1
+
+
 @pytest.mark.usefixtures("short_timeout")
 def test_it_retries_when_messagebird_stalls(fake_messagebird: FakeMessageBird) -> None:
     fake_messagebird.stall()

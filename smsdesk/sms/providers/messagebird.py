@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
 import jwt
 from django.conf import settings
 from django.http import HttpRequest
@@ -413,24 +412,24 @@ class MessageBird:
         if self.report_url:
             payload["reportUrl"] = self.report_url
         try:
-            response = http.client().post(
+            response = http.post_json(
                 f"{self.api_url}/messages",
-                json=payload,
+                payload,
                 headers={
                     "Authorization": f"AccessKey {self.access_key}",
                     "Accept": "application/json",
                 },
             )
-        except httpx.TimeoutException as exc:
+        except http.TimedOut as exc:
             raise ProviderError(
-                f"MessageBird did not answer in time ({exc.__class__.__name__})", permanent=False
+                f"MessageBird did not answer in time ({exc})", permanent=False
             ) from exc
-        except httpx.HTTPError as exc:
+        except http.Unreachable as exc:
             raise ProviderError(f"could not reach MessageBird: {exc}", permanent=False) from exc
         return self._message_id(response)
 
-    def _message_id(self, response: httpx.Response) -> str:
-        status = response.status_code
+    def _message_id(self, response: http.Answer) -> str:
+        status = response.status
         if status in (200, 201, 202):
             try:
                 message_id = response.json()["id"]
@@ -459,14 +458,12 @@ class MessageBird:
         )
 
     @staticmethod
-    def _describe(response: httpx.Response) -> str:
+    def _describe(response: http.Answer) -> str:
         try:
             errors = response.json()["errors"]
             first = errors[0]
             description = first.get("description") or ERROR_CODES.get(first.get("code"), "")
             parameter = f" ({first['parameter']})" if first.get("parameter") else ""
-            return (
-                f"{description}{parameter} [code {first.get('code')}, HTTP {response.status_code}]"
-            )
+            return f"{description}{parameter} [code {first.get('code')}, HTTP {response.status}]"
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            return f"HTTP {response.status_code}"
+            return f"HTTP {response.status}"
