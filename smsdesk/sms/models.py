@@ -47,6 +47,14 @@ class InboundEvent(models.Model):
                 condition=models.Q(processed_at__isnull=True, error=""),
                 name="inbound_event_pending",
             ),
+            # The outbox holds a claimed text while its number has texts
+            # waiting here (one may be a STOP): a probe per claimed row,
+            # which without this would scan the whole backlog.
+            models.Index(
+                fields=["sender"],
+                condition=models.Q(processed_at__isnull=True, error=""),
+                name="inbound_event_pending_sender",
+            ),
         ]
 
     def __str__(self) -> str:
