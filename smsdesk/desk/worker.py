@@ -28,7 +28,11 @@ from .models import Message
 log = logging.getLogger(__name__)
 
 BATCH = 200  # inbound events threaded per transaction
-SEND_THREADS = 16  # sends in flight at once, each on its own thread
+# Sends in flight at once, each on its own thread. Claims refill half of
+# them at a time, and a claim costs about the same for 8 rows as for 32, so
+# more senders mean cheaper messages (docs/performance.md). MessageBird
+# takes about 500 POSTs a second per account; past that its 429s slow us down.
+SEND_THREADS = 64
 SEND_BATCH = 200  # sends per pass, before the worker looks at the journal again
 BATCH_RETRIES = 3  # a batch that lost a deadlock is tried this many times per pass
 # Seconds between polls when idle. `serve` runs the worker in its own
@@ -127,13 +131,14 @@ def send_due(limit: int = SEND_BATCH) -> int:
     finished: list[Outcome] = []
     claimed = 0
     more = True
+    refill_at = 0
     while True:
-        idle = SEND_THREADS - len(in_flight)
-        # Each time half the senders are free (or all): fewer, larger UPDATEs and claims.
-        if idle >= SEND_THREADS // 2 or not in_flight:
+        # Each time half of what was in flight is done: fewer, larger UPDATEs
+        # and claims, also while the last sends of a pass trickle in.
+        if len(in_flight) <= refill_at:
             record(provider, finished)
             finished = []
-            wanted = min(idle, limit - claimed)
+            wanted = min(SEND_THREADS - len(in_flight), limit - claimed)
             if more and wanted > 0:
                 batch = Message.claim_due(wanted)
                 more = len(batch) == wanted
@@ -141,6 +146,7 @@ def send_due(limit: int = SEND_BATCH) -> int:
                 batch = clear_to_send(batch)
                 for message in batch:
                     in_flight[senders().submit(attempt, provider, message)] = message
+            refill_at = len(in_flight) // 2
         if not in_flight:
             break
         done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -179,7 +185,7 @@ _senders_lock = threading.Lock()
 
 
 def senders() -> ThreadPoolExecutor:
-    # Sender threads only talk HTTP (through the shared httpx client); all
+    # Sender threads only talk HTTP (through the shared pool of lib/http.py); all
     # database work stays on the worker's own thread and connection.
     global _senders
     with _senders_lock:

@@ -283,3 +283,20 @@ def test_outcomes_of_a_batch_are_recorded_only_for_the_claim_that_made_them(
     assert statuses[messages[0].pk] == Message.Status.SENDING
     assert statuses[messages[1].pk] == statuses[messages[2].pk] == Message.Status.SENT
     assert Message.objects.get(pk=messages[2].pk).provider_message_id == f"id-{messages[2].pk}"
+
+
+def test_sending_a_batch_looks_up_no_row_one_by_one(scripted: ScriptedProvider) -> None:
+    """A claim loads what sending and recording read: no lazy load per message."""
+    from django.test.utils import CaptureQueriesContext
+
+    ticket = Ticket.objects.create(
+        ref=new_ref(), contact=Contact.objects.create(phone="+31611111111")
+    )
+    for n in range(30):
+        Message.queue(ticket, f"reply {n}")
+    with CaptureQueriesContext(connection) as queries:
+        assert worker.send_due() == 30
+    # Django fetches one row by key (a deferred field, a related object) with LIMIT 21.
+    assert [q["sql"] for q in queries if "LIMIT 21" in q["sql"]] == []
+    assert len(queries) < 30
+    assert set(Message.objects.values_list("status", flat=True)) == {Message.Status.SENT}
