@@ -9,9 +9,10 @@ machine's other load disturbs far less than wall-clock time.
 
 Searches (SEARCHES: a rare word, one near smsdesk.desk.search.RARE, a
 common word, a phone number's tail, a name) are timed twice. In-process,
-as the inbox view runs them (search(), its ordering, the first page with
-previews): the CPU column is this process's, which on SQLite includes the
-database's work, plus on PostgreSQL its server backend's. And over HTTP as
+as the inbox view runs them (search(), then the first page with previews
+and read marks): the CPU column is this process's, which on SQLite
+includes the database's work, plus on PostgreSQL its server backend's.
+And over HTTP as
 `/admin/?status=all&q=…`, once the view answers `q` (a query that matches
 nothing must not list tickets), with the desk's CPU as for other pages.
 
@@ -319,7 +320,7 @@ def search_in_process(database_url: str, args: argparse.Namespace) -> None:
 
 
 def time_searches(args: argparse.Namespace) -> None:
-    """The child: search(), the inbox's ordering and first page, previews included.
+    """The child: search() and the inbox's first page, previews and read marks included.
 
     The CPU column is this process's and, on PostgreSQL, its server
     backend's too (read from /proc: the server is local).
@@ -327,16 +328,17 @@ def time_searches(args: argparse.Namespace) -> None:
     import django
 
     django.setup()
+    from django.contrib.auth import get_user_model
     from django.db import connection
 
     from smsdesk.desk.models import Ticket
     from smsdesk.desk.search import search
-    from smsdesk.desk.views import PAGE_SIZE, with_last_message
+    from smsdesk.desk.views import inbox_page
+
+    reader = get_user_model()(pk=0)  # an agent who has opened no ticket
 
     def page(query: str) -> list[Ticket]:
-        tickets = Ticket.objects.select_related("contact", "assignee")
-        found = search(tickets, query).order_by("-last_message_at", "-id")
-        return list(with_last_message(found)[: PAGE_SIZE + 1])
+        return inbox_page(search(Ticket.objects.all(), query), reader)
 
     backend = 0
     if connection.vendor == "postgresql":

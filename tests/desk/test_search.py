@@ -35,6 +35,12 @@ TRIGGERS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def no_common_words_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as a fresh process: no word known to be common yet."""
+    monkeypatch.setattr(search_module, "COMMON", {})
+
+
 @pytest.fixture(params=["index", "walk"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Index: every term counts as rare. Walk: every term counts as common."""
@@ -367,6 +373,7 @@ def test_a_search_page_takes_as_many_queries_for_forty_tickets_as_for_two(
     path: str, query: str
 ) -> None:
     def count() -> int:
+        search_module.COMMON.clear()  # the probe runs, as for a word searched the first time
         with CaptureQueriesContext(connection) as captured:
             list(page(search(Ticket.objects.select_related("contact"), query), size=25))
         return len(captured)
@@ -386,3 +393,28 @@ def test_a_search_page_takes_as_many_queries_for_forty_tickets_as_for_two(
     for n in range(2, 40):
         add(n)
     assert count() == few <= 2  # the probe, then the page
+
+
+def test_a_word_found_common_is_walked_without_asking_the_index_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(search_module, "RARE", 2)
+    for n in range(3):
+        ticket(f"K7Q2Z{n + 2}", f"+44770090000{n}", "Refund please", minutes=n)
+    ticket("M3N4PR", "+447700900009", "Kettle broken", minutes=9)
+
+    def queries(query: str) -> tuple[int, list[str]]:
+        with CaptureQueriesContext(connection) as captured:
+            found = refs(query)
+        return len(captured), found
+
+    assert queries("refund") == (2, ["K7Q2Z4", "K7Q2Z3", "K7Q2Z2"])  # the probe, the page
+    assert queries("refund") == (1, ["K7Q2Z4", "K7Q2Z3", "K7Q2Z2"])
+    # Still every word must match: a rare one is still looked up.
+    assert queries("refund kettle") == (2, [])
+    # Texts that stop matching change the result at once, not only the cost.
+    Message.objects.filter(body="Refund please").exclude(ticket__ref="K7Q2Z3").delete()
+    assert queries("refund") == (1, ["K7Q2Z3"])
+    # With a higher threshold the remembered count no longer makes it common.
+    monkeypatch.setattr(search_module, "RARE", 10)
+    assert queries("refund") == (2, ["K7Q2Z3"])
