@@ -7,7 +7,7 @@ Starts the real `smsdesk serve` on a fresh database with a signed-in agent, then
    change event. p50/p95/p99 from each webhook's send to the first event
    naming its ticket; and to the inbox list (/admin/?fragment=list) that
    shows it, fetched on events the way live.js does (at once, then at most
-   every 300 ms or 3 × the last fetch).
+   every 100 ms or 3 × the last fetch).
 2. crowd: with 0 and then N clients holding live connections (raw sockets,
    one thread), the same server's GET /healthz and signed-webhook
    throughput (wrk), and sequential GETs of the inbox page. The webhooks
@@ -46,7 +46,7 @@ AGENT, PASSWORD = "bench-agent", "bench-agent-password-not-secret"
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 REF_IN_LIST = re.compile(r'href="/admin/tickets/([A-Z0-9]+)"')
 NUMBERS = itertools.count()
-MIN_GAP = 0.3  # live.js: seconds between list refreshes, at least
+MIN_GAP = 0.1  # live.js: seconds between list refreshes, at least
 
 
 # Set-up

@@ -39,7 +39,7 @@ BATCH_RETRIES = 3  # a batch that lost a deadlock is tried this many times per p
 # process, so webhooks from the web processes are only seen by polling (one
 # indexed query on the pending events); a wake-up in this process ends the
 # wait early.
-IDLE_WAIT = 0.1
+IDLE_WAIT = 0.05
 BACKOFF_BASE = 5.0
 BACKOFF_CAP = 3600.0
 RETRY_AFTER_CAP = 86400.0  # the longest wait a provider's Retry-After may ask for

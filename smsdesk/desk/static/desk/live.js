@@ -14,7 +14,9 @@
   var streamUrl = main.getAttribute("data-live-url") || "/admin/live";
   if (!fragmentNames().length) return; // nothing here can change live
 
-  var MIN_GAP = 300; // ms between refreshes, at least
+  // ms between refreshes, at least: a small team sees each change at once;
+  // a busy server stretches the gap (3 × its last answer, below).
+  var MIN_GAP = 100;
   var lastId = main.getAttribute("data-live-after"); // the newest event when the page was made
   var source = null;
   var retryDelay = 5000;
