@@ -612,6 +612,8 @@ class Message(models.Model):
                 .values_list("id", flat=True)[:limit]
             )
             ids = list(due)
+            if not ids:
+                return []  # the idle worker's every poll: nothing more to build
             cls.objects.filter(id__in=ids).update(
                 status=cls.Status.SENDING,
                 attempts=F("attempts") + 1,
