@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from html import escape
 
 from django import template
@@ -22,7 +22,7 @@ from django.utils.text import Truncator
 
 from smsdesk.desk.models import Message, Ticket
 
-from .desk_time import message_time
+from .desk_time import time_tag
 
 register = template.Library()
 
@@ -41,10 +41,11 @@ def inbox_rows(tickets: Iterable[Ticket]) -> SafeString:
     """The list's `<li>` items; each ticket carries the inbox view's annotations
     (last_body, last_direction, seen) and its contact and assignee."""
     now = timezone.now()
+    zone = timezone.get_current_timezone()
     # reverse() once: refs are letters and digits, which a URL takes as they are.
     before, _, after = reverse("desk:ticket", args=[REF_SLOT]).rpartition(REF_SLOT)
     urls = escape(before), escape(after)
-    return mark_safe("\n".join(row(ticket, now, urls) for ticket in tickets))
+    return mark_safe("\n".join(row(ticket, now, zone, urls) for ticket in tickets))
 
 
 def preview(text: str | None) -> str:
@@ -56,7 +57,7 @@ def preview(text: str | None) -> str:
     return Truncator(text).chars(PREVIEW_LENGTH)
 
 
-def row(t: Ticket, now: datetime, url: tuple[str, str]) -> str:
+def row(t: Ticket, now: datetime, zone: tzinfo, url: tuple[str, str]) -> str:
     is_open = t.status == Ticket.Status.OPEN
     direction = getattr(t, "last_direction", None)
     awaiting = is_open and direction == Message.Direction.IN
@@ -82,7 +83,7 @@ def row(t: Ticket, now: datetime, url: tuple[str, str]) -> str:
         parts.append(f'<span class="owner" title="Assigned to {name}">{name}</span> ')
     else:
         parts.append(UNASSIGNED + " ")
-    parts.append(f"{message_time(t.last_message_at, now)} </span>")
+    parts.append(f"{time_tag(t.last_message_at, now, zone)} </span>")
     if awaiting:
         said = CUSTOMER_LAST
     elif direction == Message.Direction.OUT:

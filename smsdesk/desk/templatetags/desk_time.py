@@ -6,7 +6,7 @@ with 200 messages spent most of its render time there (docs/performance.md).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from django import template
 from django.utils import timezone
@@ -26,14 +26,24 @@ def message_time(value: datetime, now: datetime | None = None) -> SafeString:
     It reads "just now", "5 min ago" or "3 h ago" for the last day (desk.js
     keeps those current on an open page), then "24 Nov, 01:28".
     """
-    at = timezone.localtime(value)
+    return mark_safe(time_tag(value, now or timezone.now(), timezone.get_current_timezone()))
+
+
+def time_tag(value: datetime, now: datetime, zone: tzinfo) -> str:
+    """message_time for pages that show many: the caller looks up the time zone once.
+
+    Looking it up and formatting with strftime for each of a ticket's 200
+    messages was a third of its thread's rendering time.
+    """
+    at = value.astimezone(zone)
     month = MONTHS[at.month - 1]
-    ago = relative(value, now or timezone.now())
-    text = ago or f"{at.day} {month[:3]}, {at:%H:%M}"
+    clock = f"{at.hour:02d}:{at.minute:02d}"
+    ago = relative(value, now)
+    text = ago or f"{at.day} {month[:3]}, {clock}"
     marker = " data-ago" if ago else ""
     # Only digits, fixed words and the ISO form: nothing to escape.
-    return mark_safe(
-        f'<time datetime="{at.isoformat()}" title="{at.day} {month} {at.year}, {at:%H:%M:%S}"'
+    return (
+        f'<time datetime="{at.isoformat()}" title="{at.day} {month} {at.year}, {clock}:{at.second:02d}"'
         f"{marker}>{text}</time>"
     )
 
