@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.db import connection, transaction
 
@@ -157,3 +159,32 @@ def test_the_hub_listens_again_after_its_connection_is_lost() -> None:
     publish([3], "message")
     (change,) = next_changes(sub)
     assert change.tickets == (3,)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's poll")
+def test_on_sqlite_the_hub_reads_events_only_after_another_connection_commits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As if another process published: no wake-up, only the commit.
+    monkeypatch.setattr(events, "wake_local", lambda: None)
+    sub = hub.subscribe(resolve)
+    polls = threading.Semaphore(0)
+    look = hub._committed_elsewhere
+
+    def counted() -> bool:
+        changed = look()
+        polls.release()
+        return changed
+
+    monkeypatch.setattr(hub, "_committed_elsewhere", counted)
+    for _ in range(2):  # the first look after start always reads; the second follows it
+        assert polls.acquire(timeout=WAIT)
+    reads = hub.reads
+    for _ in range(5):
+        assert polls.acquire(timeout=WAIT)
+    assert hub.reads == reads, "nothing committed: nothing read"
+
+    publish([3], "message")
+
+    assert [change.tickets for change in next_changes(sub)] == [(3,)]
+    assert hub.reads > reads
