@@ -6,6 +6,7 @@
     .venv/bin/python bench/run.py --only live                # live updates, 200 SSE clients
     .venv/bin/python bench/run.py --markdown docs/performance.md
     .venv/bin/python bench/run.py --set ingest.seconds=5 --set memory.webhooks=20000
+    .venv/bin/python bench/run.py --only sample --sample-dir ~/src/customer-support-guide
 
 With --markdown, the table goes between the `results:start` and `results:end`
 markers of that file (or makes up the whole file if it has none). Exits 1 if
@@ -31,9 +32,11 @@ import ingest
 import live
 import loadgen
 import memory
+import sample
 from common import Row
 
-PARTS = ("ingest", "e2e", "inbox", "memory", "live")
+# "sample" runs only with --sample-dir and Node installed; otherwise it says why and is skipped.
+PARTS = ("ingest", "e2e", "inbox", "memory", "live", "sample")
 INBOX = common.REPO / "bench" / "inbox.py"
 # inbox.py prints `  <label> <p50> <p99> <max> <CPU ms/req> <KB>` per page.
 INBOX_LINE = re.compile(r"^  (\S.*?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$")
@@ -58,6 +61,7 @@ QUICK: dict[str, dict[str, object]] = {
         "samples": 10,
         "timeout": 30.0,
     },
+    "sample": {"tickets": [100], "concurrency": [16], "seconds": 1.0, "admin_samples": 3},
 }
 
 
@@ -79,6 +83,8 @@ def options(
             setattr(opts, name, ast.literal_eval(value))
     opts.database = args.database
     opts.serve_arg = args.serve_arg
+    if part == "sample" and args.sample_dir:
+        opts.dir = args.sample_dir
     return opts
 
 
@@ -118,6 +124,7 @@ def run(args: argparse.Namespace, workdir: Path) -> Iterator[Row]:
         "inbox": lambda: inbox(args),
         "memory": lambda: memory.run(options(memory.add_arguments, "memory", args), workdir),
         "live": lambda: live.run(options(live.add_arguments, "live", args), workdir),
+        "sample": lambda: sample.run(options(sample.add_arguments, "sample", args), workdir),
     }
     for name in args.only:
         try:
@@ -169,6 +176,10 @@ def main() -> None:
         help="override one part's option, e.g. ingest.seconds=5 or ingest.tickets=[0,10000]",
     )
     parser.add_argument("--markdown", type=Path, help="also write the table into this file")
+    parser.add_argument(
+        "--sample-dir",
+        help="a checkout of the NodeJS sample smsdesk started from, run beside it (needs node)",
+    )
     parser.add_argument(
         "--serve-arg", action="append", default=[], help="passed to `smsdesk serve` (repeatable)"
     )
