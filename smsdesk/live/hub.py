@@ -46,6 +46,7 @@ Resolver = Callable[[Sequence[int]], Mapping[int, str]]  # ticket ids → refs
 
 POLL = 0.025  # SQLite: seconds between looks for commits by other connections
 READ_GAP = 0.05  # seconds between reads at least, so that bursts wake the streams once
+STREAM_GAP = 0.001  # and a millisecond more per open stream: 100 pages, 0.1 s
 LISTEN_WAIT = 5.0  # PostgreSQL: longest wait for a NOTIFY before looking anyway
 IDLE_POLL = 1.0  # seconds between looks while no stream is connected
 IDLE_EXIT = 60.0  # the thread ends after this long without streams
@@ -323,8 +324,11 @@ class Hub:
             if handed_on:
                 # Changes that come quickly one after another (a busy worker
                 # commits many batches a second) go out together: every
-                # stream wakes at most once per READ_GAP.
-                time.sleep(max(0.0, started + READ_GAP - time.monotonic()))
+                # stream wakes at most once per gap. Each wake-up costs every
+                # open stream its turn on the GIL, so the gap grows with them.
+                with self._lock:
+                    gap = max(READ_GAP, STREAM_GAP * len(self._subs))
+                time.sleep(max(0.0, started + gap - time.monotonic()))
 
     def _should_exit(self) -> bool:
         with self._lock:
