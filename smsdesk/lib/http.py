@@ -24,7 +24,10 @@ __all__ = ["TIMEOUT", "Answer", "TimedOut", "Timeout", "Unreachable", "post_json
 # long enough to stall the worker loop. Keep a whole call well inside the
 # outbox lease (Message.LEASE), or a second worker may send the row again.
 TIMEOUT = Timeout(connect=3.0, read=10.0)
-POOL_SIZE = 32  # kept-alive connections per host: one per sender thread, and spare
+# Kept-alive connections per host: one for each of the worker's sender
+# threads (desk.worker.SEND_THREADS), or every send past it opens a
+# connection, uses it once and logs "pool is full".
+POOL_SIZE = 64
 
 _pool: urllib3.PoolManager | None = None
 # Worker threads share one pool; the lock keeps two of them from each

@@ -188,3 +188,20 @@ def test_it_does_not_resend_a_message_accepted_without_an_id(
     error = refusal()
     assert error.permanent
     assert "no message id" in str(error)
+
+
+def test_every_sender_of_the_worker_keeps_its_connection_to_messagebird(
+    fake_messagebird: FakeMessageBird, caplog: pytest.LogCaptureFixture
+) -> None:
+    """All of the worker's senders at once: each connection goes back to the pool for reuse."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from smsdesk.desk.worker import SEND_THREADS
+
+    fake_messagebird.stall()
+    with ThreadPoolExecutor(SEND_THREADS) as senders:
+        sent = [senders.submit(send) for _ in range(SEND_THREADS)]
+        assert fake_messagebird.wait_for_requests(SEND_THREADS)
+        fake_messagebird.release()
+        assert all(future.result() for future in sent)
+    assert "pool is full" not in caplog.text
