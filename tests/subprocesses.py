@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -30,3 +31,13 @@ def wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen[bytes]
             pytest.fail(f"smsdesk exited with {proc.returncode} while waiting for {what}")
         time.sleep(0.1)
     pytest.fail(f"gave up after {WAIT:.0f} s waiting for {what}")
+
+
+def subprocess_env(database_url: str) -> dict[str, str]:
+    """The environment for a desk started as a command: this database and
+    nothing of the test process's own settings (its DATABASE_URL, provider
+    keys or Django settings module must not leak into it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSDESK_", "MESSAGEBIRD_"))}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.update(DATABASE_URL=database_url, PYTHONUNBUFFERED="1")
+    return env

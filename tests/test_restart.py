@@ -7,7 +7,6 @@ database directly to see what the worker did.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import signal
@@ -21,7 +20,7 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from tests.subprocesses import SMSDESK, WAIT, free_port, wait_for
+from tests.subprocesses import SMSDESK, WAIT, free_port, subprocess_env, wait_for
 
 NUMBER = "+31612345678"
 
@@ -35,13 +34,7 @@ class Desk:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        # Only what the desk needs from this environment: the test process's
-        # own DATABASE_URL and provider settings must not leak into it.
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("SMSDESK_", "MESSAGEBIRD_"))
-        }
-        env.update(DATABASE_URL=database_url, PYTHONUNBUFFERED="1")
-        env.pop("DJANGO_SETTINGS_MODULE", None)
+        env = subprocess_env(database_url)
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [str(SMSDESK), "serve", "--port", str(self.port)],

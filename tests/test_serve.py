@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.subprocesses import SMSDESK, WAIT, free_port, wait_for
+from tests.subprocesses import SMSDESK, WAIT, free_port, subprocess_env, wait_for
 
 
 def descendants(pid: int) -> set[int]:
@@ -55,9 +55,7 @@ def test_serve_runs_web_processes_and_a_worker_and_sigterm_stops_them_all(
     path = tmp_path / "desk.sqlite3"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSDESK_", "MESSAGEBIRD_"))}
-    env.update(DATABASE_URL=f"sqlite:///{path}", PYTHONUNBUFFERED="1")
-    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env = subprocess_env(f"sqlite:///{path}")
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

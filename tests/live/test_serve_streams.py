@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.subprocesses import SMSDESK, WAIT, free_port, wait_for
+from tests.subprocesses import SMSDESK, WAIT, free_port, subprocess_env, wait_for
 
 PASSWORD = "correct horse battery staple"
 
@@ -47,9 +46,7 @@ def test_requests_are_answered_while_streams_hold_threads_and_sigterm_ends_them(
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSDESK_", "MESSAGEBIRD_"))}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'desk.sqlite3'}", PYTHONUNBUFFERED="1")
-    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env = subprocess_env(f"sqlite:///{tmp_path / 'desk.sqlite3'}")
     log = tmp_path / "serve.log"
     # One web process, one request at a time, room for three streams.
     args = ["--port", str(port), "--workers", "1", "--threads", "1", "--streams", "3"]

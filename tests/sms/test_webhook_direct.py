@@ -28,7 +28,7 @@ from smsdesk import wsgi
 from smsdesk.sms.models import InboundEvent, work_available
 from smsdesk.sms.providers import InboundSms
 from tests.sms.signing import SIGNING_KEY, signature
-from tests.sms.test_webhook_fast_path import FORM, FORM_TYPE, call, stored
+from tests.sms.test_webhook_fast_path import FORM, FORM_TYPE, both_ways, call, stored
 
 pytestmark = pytest.mark.django_db
 
@@ -53,17 +53,9 @@ def signed_post(path: str = "/webhook", secure: bool = False) -> MakeRequest:
 
 
 def full_and_direct(make: MakeRequest, caplog: pytest.LogCaptureFixture) -> tuple[Any, Any]:
-    """Answer, rows and log lines of Django's full stack (built for the current
-    settings, as a server started with them would be), then of smsdesk.wsgi."""
-    outcomes = []
-    for app in (WSGIHandler(), wsgi.application):
-        InboundEvent.objects.all().delete()
-        caplog.clear()
-        with caplog.at_level(logging.INFO):
-            answer = call(app, make())
-        logs = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
-        outcomes.append((answer, stored(), logs))
-    return outcomes[0], outcomes[1]
+    """As both_ways, with Django's full stack built for the current settings,
+    as a server started with them would be."""
+    return both_ways(make, caplog, full=WSGIHandler())
 
 
 @contextmanager

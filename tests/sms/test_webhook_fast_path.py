@@ -71,10 +71,13 @@ def stored() -> list[tuple[object, ...]]:
     )
 
 
-def both_ways(make: MakeRequest, caplog: pytest.LogCaptureFixture) -> tuple[Any, Any]:
-    """The answer, rows and log lines of the full stack, then of the lean path."""
+def both_ways(
+    make: MakeRequest, caplog: pytest.LogCaptureFixture, full: Any = None
+) -> tuple[Any, Any]:
+    """The answer, rows and log lines of the full stack (`full`, by default
+    Django's as smsdesk.wsgi built it), then of the lean path."""
     outcomes = []
-    for app in (wsgi.django_application, wsgi.application):
+    for app in (full or wsgi.django_application, wsgi.application):
         InboundEvent.objects.all().delete()
         caplog.clear()
         with caplog.at_level(logging.INFO):

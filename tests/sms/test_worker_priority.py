@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.subprocesses import SMSDESK, WAIT, wait_for
+from tests.subprocesses import SMSDESK, WAIT, subprocess_env, wait_for
 
 
 def nice_of(pid: int) -> int:
@@ -19,9 +19,7 @@ def nice_of(pid: int) -> int:
 
 @pytest.fixture
 def desk_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSDESK_", "MESSAGEBIRD_"))}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'desk.sqlite3'}", PYTHONUNBUFFERED="1")
+    env = subprocess_env(f"sqlite:///{tmp_path / 'desk.sqlite3'}")
     subprocess.run([str(SMSDESK), "migrate", "-v0"], env=env, cwd=tmp_path, check=True, timeout=120)
     return env
 
