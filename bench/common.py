@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import signal
 import socket
 import sqlite3
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +36,8 @@ PG_SERVER = os.environ.get("SMSDESK_BENCH_PG", "postgres://postgres@127.0.0.1:54
 # Benchmark databases carry this prefix so a leftover one is easy to spot and drop.
 PG_PREFIX = "smsdesk_bench_"
 SIGNING_KEY = "bench-signing-key-0123456789abcdef0123456789"  # HS256 wants 32+ bytes
+AGENT, PASSWORD = "bench-agent", "bench-agent-password-not-secret"  # the benches' agent
+CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 ORIGINATOR = "+3197010000000"
 
 
@@ -367,3 +371,18 @@ def run_main(
             failed |= row.failed
             print(format_row(row), flush=True)
     sys.exit(1 if failed else 0)
+
+
+def sign_in(base_url: str) -> httpx.Client:
+    """A client signed in as the benchmarks' agent (AGENT), through the login form."""
+    client = httpx.Client(base_url=base_url, timeout=30)
+    token = CSRF_FIELD.search(client.get("/login/").text)
+    assert token, "no CSRF token on the sign-in page"
+    response = client.post(
+        "/login/",
+        data={"username": AGENT, "password": PASSWORD, "csrfmiddlewaretoken": token.group(1)},
+        headers={"Referer": base_url + "/login/"},
+    )
+    if response.status_code != 302:
+        raise RuntimeError(f"sign-in failed: {response.status_code}")
+    return client

@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+import common
 import httpx
 import psycopg
 from seed import LONG_THREAD_REF, seed
@@ -46,9 +47,7 @@ from seed import LONG_THREAD_REF, seed
 REPO = Path(__file__).resolve().parents[1]
 SMSDESK = REPO / ".venv" / "bin" / "smsdesk"
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
-AGENT, PASSWORD = "bench-agent", "bench-agent-password-not-secret"
 NEXT_LINK = re.compile(r'href="(\?[^"]*after=[^"]+)" rel="next"')
-CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 REF = re.compile(r"#([23456789ABCDEFGHJKMNPQRSTVWXYZ]{6})\b")
 # What agents look for, from rare to common in bench/seed.py's data.
@@ -189,9 +188,9 @@ def desk(
 
 
 def create_agent(database_url: str, workdir: Path) -> None:
-    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SUPERUSER_PASSWORD": PASSWORD}
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SUPERUSER_PASSWORD": common.PASSWORD}
     done = subprocess.run(
-        [str(SMSDESK), "createsuperuser", "--noinput", "--username", AGENT, "--email", ""],
+        [str(SMSDESK), "createsuperuser", "--noinput", "--username", common.AGENT, "--email", ""],
         cwd=workdir,
         env=env,
         capture_output=True,
@@ -199,20 +198,6 @@ def create_agent(database_url: str, workdir: Path) -> None:
     )
     if done.returncode and "already taken" not in done.stderr:  # a reused database has one
         raise SystemExit(f"createsuperuser failed:\n{done.stderr}")
-
-
-def sign_in(base: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=30)
-    token = CSRF_FIELD.search(client.get("/login/").text)
-    assert token, "no CSRF token on the sign-in page"
-    response = client.post(
-        "/login/",
-        data={"username": AGENT, "password": PASSWORD, "csrfmiddlewaretoken": token.group(1)},
-        headers={"Referer": base + "/login/"},
-    )
-    if response.status_code != 302:
-        raise SystemExit(f"sign-in failed: {response.status_code}")
-    return client
 
 
 def cpu_seconds(pid: int) -> float:
@@ -398,7 +383,7 @@ def run(engine: str, args: argparse.Namespace, deadline: float) -> None:
                 return
             create_agent(url, workdir)
             with desk(url, args, workdir, deadline) as (base, pid):
-                client = sign_in(base)
+                client = common.sign_in(base)
                 try:
                     measure(client, pid, args, deadline)
                 finally:

@@ -42,8 +42,6 @@ import loadgen
 import psycopg
 from common import Row
 
-AGENT, PASSWORD = "bench-agent", "bench-agent-password-not-secret"
-CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 REF_IN_LIST = re.compile(r'href="/admin/tickets/([A-Z0-9]+)"')
 NUMBERS = itertools.count()
 MIN_GAP = 0.1  # live.js: seconds between list refreshes, at least
@@ -55,29 +53,25 @@ MIN_GAP = 0.1  # live.js: seconds between list refreshes, at least
 def prepare(database_url: str) -> None:
     """Migrate and create the agent whose browser the clients stand in for."""
     common.manage(database_url, "migrate", "--noinput", "-v0")
-    env = common.desk_env(database_url, "http://127.0.0.1", DJANGO_SUPERUSER_PASSWORD=PASSWORD)
+    env = common.desk_env(
+        database_url, "http://127.0.0.1", DJANGO_SUPERUSER_PASSWORD=common.PASSWORD
+    )
     subprocess.run(
-        [str(common.SMSDESK), "createsuperuser", "--noinput", "--username", AGENT, "--email", ""],
+        [
+            str(common.SMSDESK),
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            common.AGENT,
+            "--email",
+            "",
+        ],
         env=env,
         cwd=common.REPO,
         check=True,
         capture_output=True,
         timeout=120,
     )
-
-
-def sign_in(base_url: str) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, timeout=30)
-    token = CSRF_FIELD.search(client.get("/login/").text)
-    assert token, "no CSRF token on the sign-in page"
-    response = client.post(
-        "/login/",
-        data={"username": AGENT, "password": PASSWORD, "csrfmiddlewaretoken": token.group(1)},
-        headers={"Referer": base_url + "/login/"},
-    )
-    if response.status_code != 302:
-        raise RuntimeError(f"sign-in failed: {response.status_code}")
-    return client
 
 
 def rows(database_url: str, sql: str) -> list[tuple[object, ...]]:
@@ -498,7 +492,7 @@ def run(args: argparse.Namespace, workdir: Path) -> Iterator[Row]:
         with common.database(kind, workdir, "live") as url:
             prepare(url)
             with common.serve(url, workdir, args.serve_arg) as desk:
-                client = sign_in(desk.url)
+                client = common.sign_in(desk.url)
                 try:
                     yield from latency(desk, url, client, args, kind)
                     yield from crowd(desk, url, client, args, kind, workdir)
