@@ -18,7 +18,8 @@ the database.
 from __future__ import annotations
 
 import os
-import queue
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -63,21 +64,63 @@ class Slot:
 
 
 class Slots:
+    """The request slots, handed out first come, first served.
+
+    A queue.Queue lets a newly arrived request take a slot given back while
+    an earlier one, already woken for it, waits for the interpreter lock:
+    under a burst the unlucky waited many times the median (webhooks at
+    c=64: p99 over four times p50). Here a slot given back goes straight to
+    the longest waiter.
+    """
+
     def __init__(self, n: int) -> None:
+        self.lock = threading.Lock()
         # Last in, first out: the connection used last is the one likely still warm.
-        self.free: queue.LifoQueue[Slot] = queue.LifoQueue()
-        for _ in range(n):
-            self.free.put(Slot())
+        self.free = [Slot() for _ in range(n)]
+        self.waiting: deque[Waiter] = deque()
+
+    def take(self) -> Slot:
+        with self.lock:
+            if self.free:
+                return self.free.pop()
+            waiter = Waiter()
+            self.waiting.append(waiter)
+        return waiter.wait()
+
+    def give(self, slot: Slot) -> None:
+        with self.lock:
+            if self.waiting:
+                self.waiting.popleft().hand(slot)
+            else:
+                self.free.append(slot)
 
     @contextmanager
     def hold(self) -> Iterator[None]:
-        slot = self.free.get()
+        slot = self.take()
         had = slot.lend()
         try:
             yield
         finally:
             slot.take_back(had)
-            self.free.put(slot)
+            self.give(slot)
+
+
+class Waiter:
+    """One request waiting for a slot: blocked on a lock of its own until handed one."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Lock()
+        self.ready.acquire()
+        self.slot: Slot | None = None
+
+    def hand(self, slot: Slot) -> None:
+        self.slot = slot
+        self.ready.release()
+
+    def wait(self) -> Slot:
+        self.ready.acquire()
+        assert self.slot is not None
+        return self.slot
 
 
 slots = Slots(SLOTS)

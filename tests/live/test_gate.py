@@ -28,7 +28,7 @@ class Streaming:
         self.during = during
 
     def __iter__(self) -> Iterator[bytes]:
-        self.during.append(gate.slots.free.qsize())  # how many slots are free while it streams
+        self.during.append(len(gate.slots.free))  # how many slots are free while it streams
         yield b"data"
 
 
@@ -87,9 +87,42 @@ def test_the_thread_keeps_no_slot_connection_after_a_request(
 
     monkeypatch.setattr(gate, "desk", desk)
     gate.application({}, start_response)
-    (slot,) = list(gate.slots.free.queue)
+    (slot,) = gate.slots.free
     assert seen == [slot.wrappers["default"]]
     assert connections["default"] is not slot.wrappers["default"]
+
+
+def wait_until(condition: Any) -> None:
+    for _ in range(int(WAIT / 0.001)):
+        if condition():
+            return
+        threading.Event().wait(0.001)
+    raise AssertionError("timed out")
+
+
+def test_a_slot_given_back_goes_to_the_longest_waiter_not_a_newcomer() -> None:
+    slots = gate.Slots(1)
+    order: list[str] = []
+    first = slots.take()
+
+    def request(name: str) -> None:
+        slot = slots.take()
+        order.append(name)
+        slots.give(slot)
+
+    early = threading.Thread(target=request, args=("early",))
+    early.start()
+    wait_until(lambda: len(slots.waiting) == 1)
+    late = threading.Thread(target=request, args=("late",))
+    late.start()
+    wait_until(lambda: len(slots.waiting) == 2)
+    slots.give(first)
+    # A newcomer arriving as the slot is given back queues behind both.
+    request("newcomer")
+    early.join(WAIT)
+    late.join(WAIT)
+    assert order == ["early", "late", "newcomer"]
+    assert slots.free == [first] and not slots.waiting
 
 
 @pytest.mark.django_db
@@ -100,7 +133,7 @@ def test_the_desk_answers_through_the_gate(monkeypatch: pytest.MonkeyPatch) -> N
     try:
         body = gate.application(environ, start_response)
     finally:
-        for slot in slots.free.queue:
+        for slot in slots.free:
             for wrapper in slot.wrappers.values():
                 wrapper.close()
     assert start_response.status == "200 OK"  # type: ignore[attr-defined]
