@@ -131,6 +131,11 @@ class InboundEvent(models.Model):
     def pending(cls) -> models.QuerySet[InboundEvent]:
         return cls.objects.filter(processed_at__isnull=True, error="").order_by("received_at", "id")
 
+    @classmethod
+    def newest_id(cls) -> int:
+        newest = cls.objects.order_by("-id").values_list("id", flat=True).first()
+        return newest or 0
+
     def retry(self) -> None:
         """Clear a processing error so the worker takes the event again."""
         self.error = ""

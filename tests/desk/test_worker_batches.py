@@ -300,3 +300,51 @@ def test_sending_a_batch_looks_up_no_row_one_by_one(scripted: ScriptedProvider) 
     assert [q["sql"] for q in queries if "LIMIT 21" in q["sql"]] == []
     assert len(queries) < 30
     assert set(Message.objects.values_list("status", flat=True)) == {Message.Status.SENT}
+
+
+def test_on_sqlite_the_worker_leaves_the_write_lock_to_webhooks_only_while_they_keep_coming() -> (
+    None
+):
+    burst = worker.Burst()
+    sqlite = connection.vendor == "sqlite"
+    text("+31611111111", "hello", "first")
+    # A full batch, and webhooks came since the last one: a burst.
+    assert burst.pause(worker.BATCH, 0.04) == (0.04 * worker.GIVE_WAY if sqlite else 0.0)
+    # Still a backlog but nothing new: the burst is over, catch up at full pace.
+    assert burst.pause(worker.BATCH, 0.04) == 0.0
+    text("+31611111111", "again", "second")
+    # New webhooks, but the batch was not full: no backlog to give way for.
+    assert burst.pause(worker.BATCH - 1, 0.04) == 0.0
+    assert burst.pause(worker.BATCH, 0.04) == (0.04 * worker.GIVE_WAY if sqlite else 0.0)
+
+
+def test_a_worker_giving_way_during_a_burst_still_threads_all_of_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker, "BATCH", 5)
+    pauses: list[float] = []
+    real_pause = worker.Burst.pause
+
+    def pause(self: worker.Burst, threaded: int, held: float) -> float:
+        pauses.append(real_pause(self, threaded, held))
+        return pauses[-1]
+
+    monkeypatch.setattr(worker.Burst, "pause", pause)
+    for n in range(23):
+        text(f"+3161111{n:04d}", "hi", f"b{n}")
+    stop = threading.Event()
+    running = threading.Thread(target=worker.run, args=(stop,))
+    running.start()
+    try:
+        for _ in range(int(WAIT / 0.05)):
+            if not InboundEvent.pending().exists():
+                break
+            threading.Event().wait(0.05)
+    finally:
+        stop.set()
+        running.join(WAIT)
+    assert not InboundEvent.pending().exists()
+    assert Ticket.objects.count() == 23
+    # Four full batches: the first saw new webhooks, the rest caught up.
+    full = [p for p in pauses if p]
+    assert len(full) == (1 if connection.vendor == "sqlite" else 0)
