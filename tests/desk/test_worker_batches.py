@@ -333,7 +333,14 @@ def test_a_worker_giving_way_during_a_burst_still_threads_all_of_it(
     for n in range(23):
         text(f"+3161111{n:04d}", "hi", f"b{n}")
     stop = threading.Event()
-    running = threading.Thread(target=worker.run, args=(stop,))
+
+    def work() -> None:
+        try:
+            worker.run(stop)
+        finally:
+            connection.close()  # each thread has its own connection
+
+    running = threading.Thread(target=work)
     running.start()
     try:
         for _ in range(int(WAIT / 0.05)):
