@@ -99,13 +99,15 @@ DATABASE_URL = env("DATABASE_URL", "sqlite:///smsdesk.sqlite3")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers work while the worker writes; IMMEDIATE takes the write
-    # lock at BEGIN so two writers queue on busy_timeout instead of failing
-    # with "database is locked" when a read transaction tries to upgrade.
+    # lock at BEGIN so two writers queue instead of failing with "database is
+    # locked" when a read transaction tries to upgrade. smsdesk.db.sqlite3 is
+    # Django's backend with the writers queued on a lock file.
     # A 16 MiB page cache per connection (SQLite's default is 2 MiB) holds
     # the search index pages an agent's searches touch: at 100k tickets a
     # search near the index's threshold took 17-19 CPU-ms with 2 MiB, 11-14
     # with 16 MiB and 11-12 with 64 MiB, which only costs more memory (up to
     # 64 MiB for each of a process's connections as it fills).
+    DATABASES["default"]["ENGINE"] = "smsdesk.db.sqlite3"
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from django.db import connections, models, router, transaction
@@ -160,7 +161,9 @@ def journal_execute(connection: BaseDatabaseWrapper, sql: str, params: Sequence[
     connection.validate_no_broken_transaction()
     connection.close_if_health_check_failed()
     connection.ensure_connection()
-    with connection.wrap_database_errors:
+    # On SQLite the INSERT waits its turn to write (smsdesk.db.sqlite3).
+    turn = getattr(connection, "write_turn", nullcontext)
+    with turn(), connection.wrap_database_errors:
         driver_cursor(connection).execute(driver_sql(sql, connection.vendor), params)
 
 
