@@ -94,6 +94,7 @@ class FakeMessageBird:
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
+        self.connections = 0  # TCP connections accepted
         self._answer = Answer()
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -198,6 +199,15 @@ class FakeMessageBird:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as MessageBird's API: a client that reuses its
+            # connections opens no new ones.
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake.connections += 1
+
             def do_POST(self) -> None:
                 fake._handle(self)
 

@@ -276,7 +276,7 @@ def test_it_keeps_a_message_queued_when_sending_breaks_unexpectedly(
     message = confirmation()
     assert message.status == Message.Status.QUEUED
     assert message.attempts == 1
-    assert "LocationParseError" in message.last_error
+    assert "BadUrl" in message.last_error
 
     settings.MESSAGEBIRD_API_URL = fake_messagebird.url
     make_due(message)

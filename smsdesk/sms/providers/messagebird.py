@@ -449,7 +449,7 @@ class MessageBird:
             raise ProviderError(
                 "MessageBird rate limit (429)",
                 permanent=False,
-                retry_after=http.parse_retry_after(response.headers.get("Retry-After")),
+                retry_after=http.parse_retry_after(response.headers.get("retry-after")),
             )
         if status >= 500:
             raise ProviderError(f"MessageBird is unavailable (HTTP {status})", permanent=False)
