@@ -264,7 +264,9 @@ class Burst:
     """Tells whether webhooks keep coming while the worker has a backlog (see GIVE_WAY)."""
 
     def __init__(self) -> None:
-        self.newest = 0  # the journal's newest id after the last full batch
+        # The journal's newest id after the last full batch; None after a
+        # lull, when there is nothing yet to tell growth from.
+        self.newest: int | None = None
         self.batch = BATCH  # events to claim next
 
     def pause(self, threaded: int, held: float) -> float:
@@ -274,8 +276,15 @@ class Burst:
         if threaded < self.batch:
             # Whatever wakes the worker next may be the start of a burst.
             self.batch = BURST_BATCH
+            self.newest = None
             return 0.0
         newest, self.newest = self.newest, InboundEvent.newest_id()
+        if newest is None:
+            # The first full batch after a lull. A backlog that was already
+            # there (a restart, a pile left by a burst) is no sign of
+            # webhooks still coming: only texts that arrive during the next
+            # batch are.
+            return 0.0
         if self.newest <= newest:
             self.batch = BATCH  # a backlog, but nothing new: catch up at full pace
             return 0.0
