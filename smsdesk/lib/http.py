@@ -46,8 +46,7 @@ class Timeout:
 # second worker may send the row again.
 TIMEOUT = Timeout(connect=3.0, read=10.0)
 
-# curl's errors that mean the request may not have reached the server, or
-# its answer did not come back: the outbox retries them later.
+# Told apart from the other failures, though the outbox retries both.
 TIMED_OUT = {pycurl.E_OPERATION_TIMEDOUT}
 # A URL that cannot be used at all.
 MISCONFIGURED = {pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL}
@@ -104,11 +103,13 @@ def new_handle(timeout: Timeout) -> pycurl.Curl:
     curl.setopt(pycurl.USERAGENT, "smsdesk")
     curl.setopt(pycurl.FOLLOWLOCATION, 0)
     curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-    # The certificates Python trusts (the system's, or SSL_CERT_FILE), as
-    # any other HTTPS call from this process would.
-    cafile = ssl.get_default_verify_paths().cafile
-    if cafile:
-        curl.setopt(pycurl.CAINFO, cafile)
+    # The certificates Python trusts (the system's, or SSL_CERT_FILE and
+    # SSL_CERT_DIR), as any other HTTPS call from this process would.
+    trusted = ssl.get_default_verify_paths()
+    if trusted.cafile:
+        curl.setopt(pycurl.CAINFO, trusted.cafile)
+    if trusted.capath:
+        curl.setopt(pycurl.CAPATH, trusted.capath)
     return curl
 
 
