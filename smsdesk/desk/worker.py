@@ -44,10 +44,10 @@ BATCH_RETRIES = 3  # a batch that lost a deadlock is tried this many times per p
 IDLE_WAIT = 0.05
 # SQLite has one writer at a time, and a batch holds the write lock for as
 # long as it takes to thread. While the worker's batches come back full and
-# the journal keeps growing (a burst), it takes smaller batches and leaves
-# the lock to the webhooks this many times as long as each batch held it:
-# they are answered at once, the worker still threads at about a quarter of
-# its pace, and once they stop coming it catches up at full pace
+# new texts arrive as it threads them (a burst), it takes smaller batches
+# and leaves the lock to the webhooks this many times as long as each batch
+# held it: they are answered at once, the worker still threads at about a
+# quarter of its pace, and once they stop coming it catches up at full pace
 # (docs/performance.md).
 GIVE_WAY = 3.0
 BURST_BATCH = 50
