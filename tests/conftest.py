@@ -45,6 +45,18 @@ def live_hub_stopped() -> Iterator[None]:
     hub.stop()
 
 
+@pytest.fixture(autouse=True)
+def journal_closed() -> Iterator[None]:
+    """The journal's own connection (smsdesk.sms.journal) is closed after each test.
+
+    Left open, it too keeps PostgreSQL from dropping the test database.
+    """
+    yield
+    from smsdesk.sms.models import journal
+
+    journal.close()
+
+
 @pytest.fixture
 def agent(db: None):  # type: ignore[no-untyped-def]
     return get_user_model().objects.create_user("agent", password="correct horse battery")

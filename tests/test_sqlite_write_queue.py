@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, connections, transaction
 
 from smsdesk.desk.models import Contact
-from smsdesk.sms.models import InboundEvent
+from smsdesk.sms.models import InboundEvent, journal
 from smsdesk.sms.providers import InboundSms
 
 pytestmark = [
@@ -59,13 +59,14 @@ def test_a_journal_insert_in_autocommit_takes_the_turn_only_while_it_runs(
     probe: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = []
-    real = connection.join_write_queue  # type: ignore[attr-defined]
+    writer = journal.connection("default")  # webhooks write on the journal's connection
+    real = writer.join_write_queue  # type: ignore[attr-defined]
 
     def join() -> None:
         real()
         seen.append(free(probe))
 
-    monkeypatch.setattr(connection, "join_write_queue", join)
+    monkeypatch.setattr(writer, "join_write_queue", join)
     sms = InboundSms(sender="+31600000001", recipient="", text="hi", key="k1")
     InboundEvent.record("messagebird", sms, raw={})
     assert seen == [False]  # held for the INSERT

@@ -2,17 +2,22 @@
 
 A live stream (the inbox's Server-Sent Events) holds a server thread for as
 long as its page is open, so `serve` gives each web process many threads.
-Requests must still run only a few at a time, as they did before there were
-streams: more Python threads than that only contend for the interpreter,
-and each would keep a database connection of its own (a burst of webhooks
-at 64 connections opened ~90 on PostgreSQL, whose default limit is 100).
+Requests that use the database must still run only a few at a time, as
+they did before there were streams: each would otherwise keep a database
+connection of its own (a burst of webhooks at 64 connections opened ~90 on
+PostgreSQL, whose default limit is 100).
 
-So every request first takes one of SMSDESK_REQUEST_SLOTS slots, and a slot
-owns the database connections the request uses, whichever thread runs it:
-a process keeps that many connections open, however many threads its
-server has. A response that streams (a live stream, a static file) is sent
-after its slot is given back: it waits on the hub or reads a file, never
-the database.
+So every such request first takes one of SMSDESK_REQUEST_SLOTS slots, and
+a slot owns the database connections the request uses, whichever thread
+runs it: a process keeps that many connections open, however many threads
+its server has. A response that streams (a live stream, a static file) is
+sent after its slot is given back: it waits on the hub or reads a file,
+never the database.
+
+Webhooks and /healthz take no slot. They use no connection of their own (a
+webhook's row is written on the journal's, with those of the webhooks
+arriving with it: smsdesk.sms.journal), and a request waiting here for a
+slot cost the interpreter as much as running it (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from smsdesk.wsgi import answered_directly
 from smsdesk.wsgi import application as desk
 
 SLOTS = max(1, int(os.environ.get("SMSDESK_REQUEST_SLOTS", "4") or 4))
@@ -127,6 +133,10 @@ slots = Slots(SLOTS)
 
 
 def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    if answered_directly(environ):
+        # A webhook or /healthz: no connection of its own to lend, and a
+        # thread waiting here costs as much as running it (docs/performance.md).
+        return desk(environ, start_response)
     with slots.hold():
         response = desk(environ, start_response)
         if isinstance(response, list) or getattr(response, "streaming", False):

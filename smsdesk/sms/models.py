@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Sequence
-from contextlib import nullcontext
-from typing import Any
 
 from django.db import connections, models, router, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
+from .journal import Journal, journal_execute
 from .providers import InboundSms
 
 # Set when there is new work; the worker waits on it when idle so an inbound
@@ -91,6 +88,11 @@ class InboundEvent(models.Model):
         the JSON through the backend's own adapters, and the statement through
         the driver's cursor (see journal_execute). Tests check that the row is
         the one the ORM would store.
+
+        Outside a transaction the row goes into the same statement as those
+        that other webhooks of this process store at that moment, on the
+        journal's own connection (smsdesk.sms.journal); this returns once
+        that statement is done.
         """
         connection = connections[router.db_for_write(cls)]
         adapt_time = connection.ops.adapt_datetimefield_value
@@ -106,9 +108,12 @@ class InboundEvent(models.Model):
             None,
             "",
         )
-        journal_execute(connection, cls.insert_sql(connection.vendor), values)
-        # Outside a transaction this runs at once; inside one, after its commit.
-        connection.on_commit(wake_worker)
+        if connection.in_atomic_block:
+            journal_execute(connection, cls.insert_sql(connection.vendor), values)
+            connection.on_commit(wake_worker)  # after the caller's commit
+            return
+        journal.store(connection.alias, values)  # with any rows other webhooks store now
+        wake_worker()
 
     @classmethod
     @functools.cache
@@ -118,13 +123,14 @@ class InboundEvent(models.Model):
 
     @classmethod
     @functools.cache
-    def insert_sql(cls, vendor: str) -> str:
+    def insert_sql(cls, vendor: str, rows: int = 1) -> str:
         quote = connections[router.db_for_write(cls)].ops.quote_name
         fields = {field.name: field for field in cls._meta.concrete_fields}
         columns = ", ".join(quote(str(fields[name].column)) for name in cls.INSERT_FIELDS)
-        placeholders = ", ".join(["%s"] * len(cls.INSERT_FIELDS))
+        placeholders = "(" + ", ".join(["%s"] * len(cls.INSERT_FIELDS)) + ")"
         return (
-            f"INSERT INTO {quote(cls._meta.db_table)} ({columns}) VALUES ({placeholders})"
+            f"INSERT INTO {quote(cls._meta.db_table)} ({columns})"
+            f" VALUES {', '.join([placeholders] * rows)}"
             f" ON CONFLICT ({quote('provider')}, {quote('key')}) DO NOTHING"
         )
 
@@ -144,47 +150,4 @@ class InboundEvent(models.Model):
         transaction.on_commit(wake_worker)
 
 
-def journal_execute(connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any]) -> None:
-    """Run one statement on the driver's own cursor, as Django's cursor would run it.
-
-    Django's CursorWrapper costs as much CPU as a journal INSERT; what it does
-    that matters is done here too: the broken-transaction check, connecting
-    on first use, and turning driver errors into Django's (which also marks
-    the connection for the end-of-request check). Where something listens
-    to queries (DEBUG, assertNumQueries, an execute wrapper), Django's cursor
-    runs the statement so that it is seen.
-    """
-    if connection.queries_logged or connection.execute_wrappers:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-        return
-    connection.validate_no_broken_transaction()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    # On SQLite the INSERT waits its turn to write (smsdesk.db.sqlite3).
-    turn = getattr(connection, "write_turn", nullcontext)
-    with turn(), connection.wrap_database_errors:
-        driver_cursor(connection).execute(driver_sql(sql, connection.vendor), params)
-
-
-def driver_cursor(connection: BaseDatabaseWrapper) -> Any:
-    """A cursor of the driver itself on this connection, kept while the connection lives."""
-    kept = getattr(connection, "_smsdesk_cursor", None)
-    if kept is not None and kept[0] is connection.connection:
-        return kept[1]
-    if connection.vendor == "postgresql":
-        import psycopg
-
-        # Server-side binding (Django's default cursor binds on the client):
-        # less Python work per statement, and the values never become SQL text.
-        cursor = psycopg.Cursor(connection.connection)
-    else:
-        cursor = connection.connection.cursor()
-    connection._smsdesk_cursor = (connection.connection, cursor)  # type: ignore[attr-defined]
-    return cursor
-
-
-@functools.cache
-def driver_sql(sql: str, vendor: str) -> str:
-    # sqlite3 takes qmark placeholders; Django's SQLite cursor rewrites them on every call.
-    return sql.replace("%s", "?") if vendor == "sqlite" else sql
+journal = Journal(InboundEvent.insert_sql)

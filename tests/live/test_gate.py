@@ -5,14 +5,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.db import connections
 from django.test import RequestFactory
 
 from smsdesk.live import gate
+from smsdesk.sms.models import InboundEvent
 
 WAIT = 20.0
+FORM = "application/x-www-form-urlencoded"
 
 
 def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
@@ -138,3 +141,29 @@ def test_the_desk_answers_through_the_gate(monkeypatch: pytest.MonkeyPatch) -> N
                 wrapper.close()
     assert start_response.status == "200 OK"  # type: ignore[attr-defined]
     assert b"Sign in" in b"".join(body)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_webhook_is_answered_and_stored_while_every_slot_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slots = gate.Slots(1)
+    monkeypatch.setattr(gate, "slots", slots)
+    form = {"originator": "+31612345678", "payload": "Where is my parcel?", "message_id": "m1"}
+    environ = RequestFactory().post("/webhook", urlencode(form), content_type=FORM).environ
+    answered: list[bytes] = []
+    held = slots.take()  # an agent's page, say, holds the only slot
+    try:
+        webhook = threading.Thread(
+            target=lambda: answered.extend(gate.application(environ, start_response))
+        )
+        webhook.start()
+        webhook.join(WAIT)
+        assert not webhook.is_alive(), "the webhook waited for a request slot"
+    finally:
+        slots.give(held)
+
+    assert start_response.status == "200 OK"  # type: ignore[attr-defined]
+    assert answered == [b"OK"]
+    assert InboundEvent.objects.filter(key="m1", text="Where is my parcel?").exists()
+    assert held.wrappers == {}, "the webhook used no slot's connection"
