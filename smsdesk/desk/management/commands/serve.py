@@ -19,7 +19,8 @@ from django.db import connections
 
 # Web processes: Python runs one request at a time per process, so one per
 # core, with a few requests at once in each to overlap database waits
-# (bench/, issue 3); smsdesk.live.gate keeps it to that many.
+# (bench/, issue 3); smsdesk.live.gate keeps it to that many, but for
+# webhooks and /healthz, which use no connection of their own.
 DEFAULT_WORKERS = os.cpu_count() or 1
 DEFAULT_THREADS = 4
 # A live connection (the inbox's Server-Sent Events) holds a server thread
@@ -52,7 +53,10 @@ class Command(BaseCommand):
             "--threads",
             type=int,
             default=DEFAULT_THREADS,
-            help=f"requests each web process runs at once (default {DEFAULT_THREADS})",
+            help=(
+                "requests other than webhooks each web process runs at once, each with"
+                f" a database connection of its own (default {DEFAULT_THREADS})"
+            ),
         )
         parser.add_argument(
             "--streams",
