@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, connection, connections
+from django.db import DatabaseError, IntegrityError, connection, connections
 
 from smsdesk.sms.journal import Journal, Row
 from smsdesk.sms.models import InboundEvent, journal
@@ -168,3 +168,31 @@ def test_a_webhook_alone_writes_its_row_at_once(writes: Writes) -> None:
     assert stored("alone")
     assert journal.queue == []
     assert not journal.writing
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="a SQLite connection is a file: nothing drops it"
+)
+def test_a_dropped_journal_connection_fails_one_webhook_and_is_replaced() -> None:
+    InboundEvent.record("messagebird", sms("before"), raw={})
+    backend = journal.connection("default").connection.info.backend_pid
+    with fresh_cursor() as cursor:  # as a database restart would
+        cursor.execute("SELECT pg_terminate_backend(%s)", [backend])
+
+    with pytest.raises(DatabaseError):
+        InboundEvent.record("messagebird", sms("lost"), raw={})  # a 500: the provider retries
+    InboundEvent.record("messagebird", sms("after"), raw={})
+
+    assert [stored(key) for key in ("before", "lost", "after")] == [True, False, True]
+
+
+def test_an_expired_journal_connection_is_reopened_before_it_is_used() -> None:
+    InboundEvent.record("messagebird", sms("first"), raw={})
+    writer = journal.connection("default")
+    old = writer.connection
+    writer.close_at = time.monotonic() - 1  # past CONN_MAX_AGE
+
+    InboundEvent.record("messagebird", sms("second"), raw={})
+
+    assert writer.connection is not None and writer.connection is not old
+    assert stored("second")
