@@ -3,8 +3,9 @@
 A webhook is answered once its row is committed. One INSERT per webhook
 made every webhook a commit of its own, and on SQLite a turn at the writer
 lock of its own: at c=64 a turn lasted about 220 µs (timed in the web
-processes), as the thread holding it waited to get the interpreter back
-from the other requests under way after each SQLite call. So the
+processes), far longer than the statement, since the thread holding it
+must get the interpreter back from the other requests under way after
+each SQLite call. So the
 webhooks of one process that reach this point while a write is under way
 queue here; the next of them writes every queued row in one statement, and
 each webhook is answered once the statement that holds its row is done.
