@@ -258,27 +258,21 @@ django_application = get_wsgi_application()
 lean_application = LeanHandler()
 
 
-def direct_receive(match: ResolverMatch | None) -> Receive | None:
-    """The view's `receive` if it is answered straight from the WSGI server, else None."""
-    if match is None or edge() is None:
-        return None
-    return getattr(match.func, "receive", None)  # see smsdesk.sms.views.answered_by
-
-
 def answered_directly(environ: dict[str, Any]) -> bool:
     """Whether `application` answers this request without Django's request cycle.
 
     Such a request (a webhook, /healthz) uses no database connection of
     its own: a webhook's row goes through the journal's (smsdesk.sms.journal).
     """
-    return direct_receive(lean_match(environ)) is not None
+    match = lean_match(environ)
+    return match is not None and hasattr(match.func, "receive") and edge() is not None
 
 
 def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     match = lean_match(environ)
     if match is None:
         return django_application(environ, start_response)
-    receive = direct_receive(match)
+    receive = getattr(match.func, "receive", None)  # see smsdesk.sms.views.answered_by
     if receive is not None and (found := edge()) is not None:
         return direct(environ, start_response, match, receive, found)
     environ[MATCH_KEY] = match
