@@ -1,4 +1,4 @@
-"""`smsdesk serve`'s process model: web processes plus a worker, all stopped by SIGTERM."""
+"""`smsdesk serve`'s process model: web processes plus workers, all stopped by SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from smsdesk.desk.management.commands.serve import default_worker_processes
 from tests.subprocesses import SMSDESK, WAIT, free_port, subprocess_env, wait_for
 
 
@@ -49,8 +51,26 @@ def answers(url: str) -> bool:
         return False
 
 
-def test_serve_runs_web_processes_and_a_worker_and_sigterm_stops_them_all(
-    tmp_path: Path,
+def workers(pids: set[int]) -> list[int]:
+    found = []
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker" in cmdline:
+            found.append(pid)
+    return found
+
+
+def test_postgresql_gets_a_worker_per_cpu_and_sqlite_one() -> None:
+    assert default_worker_processes("postgresql") == (os.cpu_count() or 1)
+    assert default_worker_processes("sqlite") == 1
+
+
+@pytest.mark.parametrize(("option", "expected"), [([], 1), (["--worker-processes", "2"], 2)])
+def test_serve_runs_web_processes_and_workers_and_sigterm_stops_them_all(
+    tmp_path: Path, option: list[str], expected: int
 ) -> None:
     path = tmp_path / "desk.sqlite3"
     port = free_port()
@@ -59,7 +79,10 @@ def test_serve_runs_web_processes_and_a_worker_and_sigterm_stops_them_all(
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(SMSDESK), "serve", "--port", str(port), "--workers", "2", "--threads", "2"],
+            [
+                *[str(SMSDESK), "serve", "--port", str(port), "--workers", "2", "--threads", "2"],
+                *option,
+            ],
             cwd=tmp_path,
             env=env,
             stdout=out,
@@ -69,8 +92,10 @@ def test_serve_runs_web_processes_and_a_worker_and_sigterm_stops_them_all(
     try:
         wait_for("the desk to answer", lambda: answers(url), proc)
         children = descendants(proc.pid)
-        # Two web processes and the worker, at least.
-        assert len(children) >= 3, children
+        # Two web processes and the workers, at least; on SQLite one worker
+        # unless told otherwise.
+        assert len(children) >= 2 + expected, children
+        assert len(workers(children)) == expected, children
 
         health = httpx.get(url + "/healthz", timeout=WAIT)
         assert (health.status_code, health.text) == (200, "ok")

@@ -1,4 +1,4 @@
-"""`smsdesk serve`: migrate, then the web processes and the worker."""
+"""`smsdesk serve`: migrate, then the web processes and the workers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from types import FrameType
 from typing import Any
 
@@ -29,6 +30,14 @@ DEFAULT_THREADS = 4
 # (bench/live.py measures it). A process with this many open refuses more
 # (the browser comes back later).
 DEFAULT_STREAMS = 256
+# Worker processes: on PostgreSQL one per core. A worker spends much of each
+# batch waiting on the database, and one process has one core's worth of
+# Python, so after a burst a single worker left the cores 40 % idle; two
+# confirmed a burst almost twice as fast (docs/performance.md). Workers
+# claim with SKIP LOCKED, and each is niced and gives way to webhooks during
+# a burst, so the second costs the web processes nothing. SQLite writes one
+# transaction at a time: a second worker there only waits for the first.
+DEFAULT_WORKER_PROCESSES_POSTGRES = os.cpu_count() or 1
 WORKER_STOP_WAIT = 30.0  # seconds for the worker to finish its batch after SIGTERM
 # Seconds a web process may take to stop before it is killed: it finishes the
 # requests under way, and its live streams end at once (stop_streams_at_shutdown).
@@ -65,7 +74,18 @@ class Command(BaseCommand):
             help=f"live inbox connections each web process holds (default {DEFAULT_STREAMS})",
         )
         parser.add_argument(
-            "--no-worker", action="store_true", help="web only; run `smsdesk worker` apart"
+            "--worker-processes",
+            type=int,
+            default=None,
+            help=(
+                "worker processes (default: on PostgreSQL one per CPU, here"
+                f" {DEFAULT_WORKER_PROCESSES_POSTGRES}; on SQLite one)"
+            ),
+        )
+        parser.add_argument(
+            "--no-worker",
+            action="store_true",
+            help="web only, as --worker-processes 0; run `smsdesk worker` apart",
         )
 
     def handle(
@@ -76,6 +96,7 @@ class Command(BaseCommand):
         workers: int,
         threads: int,
         streams: int,
+        worker_processes: int | None,
         no_worker: bool,
         **options: Any,
     ) -> None:
@@ -114,11 +135,13 @@ class Command(BaseCommand):
         logging.getLogger("_granian").addFilter(
             lambda record: "Python threads" not in record.getMessage()
         )
-        # The worker is a child process of its own (`smsdesk worker`): a
+        # Each worker is a child process of its own (`smsdesk worker`): a
         # thread here would be forked into every web process with whatever
-        # locks it held. Webhooks from the web processes reach it through its
-        # poll of the pending-events index.
-        work = None if no_worker else self.start_worker()
+        # locks it held. Webhooks from the web processes reach the workers
+        # through their poll of the pending-events index.
+        if worker_processes is None:
+            worker_processes = default_worker_processes(connections["default"].vendor)
+        work = [self.start_worker() for _ in range(0 if no_worker else max(0, worker_processes))]
         shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
         self.stdout.write(f"smsdesk is running on http://{shown}:{port}/ ({self.mode()})")
         self.stdout.write(f"  agent inbox: http://{shown}:{port}/admin")
@@ -131,22 +154,24 @@ class Command(BaseCommand):
             # and returns.
             server.serve()
         finally:
-            if work is not None:
-                self.stop_worker(work)
+            self.stop_workers(work)
             self.stdout.write("smsdesk stopped")
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "smsdesk.cli", "worker", "--skip-checks"])
 
-    def stop_worker(self, work: subprocess.Popen[bytes]) -> None:
-        if work.poll() is None:
-            work.terminate()  # SIGTERM: it finishes the current batch, then exits
-        try:
-            work.wait(timeout=WORKER_STOP_WAIT)
-        except subprocess.TimeoutExpired:
-            self.stderr.write("the worker did not stop in time; killing it")
-            work.kill()
-            work.wait()
+    def stop_workers(self, work: list[subprocess.Popen[bytes]]) -> None:
+        for process in work:
+            if process.poll() is None:
+                process.terminate()  # SIGTERM: it finishes the current batch, then exits
+        deadline = time.monotonic() + WORKER_STOP_WAIT
+        for process in work:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.stderr.write("a worker did not stop in time; killing it")
+                process.kill()
+                process.wait()
 
     def mode(self) -> str:
         engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
@@ -165,6 +190,10 @@ class Command(BaseCommand):
         self.stdout.write(
             "  (shown once; change it at /django-admin/ or with `smsdesk changepassword admin`)"
         )
+
+
+def default_worker_processes(vendor: str) -> int:
+    return DEFAULT_WORKER_PROCESSES_POSTGRES if vendor == "postgresql" else 1
 
 
 def stop_streams_at_shutdown() -> None:
