@@ -1,0 +1,95 @@
+"""The idle worker: one cheap query per poll, and a pass only when there is work."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from smsdesk.desk import worker
+from smsdesk.desk.models import Contact, Message, Ticket, new_ref
+from smsdesk.sms.models import InboundEvent
+from smsdesk.sms.providers import InboundSms
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WAIT = 30.0  # seconds; a bound on every wait, never a pass/fail threshold
+
+
+def text(sender: str, key: str) -> InboundEvent:
+    InboundEvent.record(
+        "messagebird", InboundSms(sender=sender, recipient="", text="hi", key=key), raw={}
+    )
+    return InboundEvent.objects.get(key=key)
+
+
+def test_work_waiting_sees_pending_texts_and_due_messages_and_nothing_else() -> None:
+    assert not worker.work_waiting()
+
+    event = text("+31611111111", "one")
+    assert worker.work_waiting()
+    InboundEvent.objects.filter(pk=event.pk).update(processed_at=timezone.now())
+    assert not worker.work_waiting()
+    InboundEvent.objects.filter(pk=event.pk).update(processed_at=None, error="ValueError: bad")
+    assert not worker.work_waiting()  # left for an operator, as pending() leaves it
+
+    ticket = Ticket.objects.create(ref=new_ref(), contact=Contact.objects.create(phone="+3161"))
+    reply = ticket.reply("On its way", author=None)
+    assert worker.work_waiting()
+    later = timezone.now() + timedelta(minutes=5)
+    Message.objects.filter(pk=reply.pk).update(next_attempt_at=later)  # a retry, backing off
+    assert not worker.work_waiting()
+    Message.objects.filter(pk=reply.pk).update(
+        status=Message.Status.SENDING, next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert worker.work_waiting()  # a claim whose lease ran out
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.SENT, next_attempt_at=None)
+    assert not worker.work_waiting()
+
+
+def test_an_idle_worker_runs_no_pass_until_work_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
+    checks = threading.Semaphore(0)
+    passes: list[int] = []
+    real_waiting, real_inbound = worker.work_waiting, worker.process_inbound
+
+    def waiting() -> bool:
+        found = real_waiting()
+        checks.release()
+        return found
+
+    def inbound(limit: int = worker.BATCH) -> int:
+        passes.append(real_inbound(limit))
+        return passes[-1]
+
+    monkeypatch.setattr(worker, "work_waiting", waiting)
+    monkeypatch.setattr(worker, "process_inbound", inbound)
+    monkeypatch.setattr(worker, "IDLE_WAIT", 0.01)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            worker.run(stop)
+        finally:
+            connection.close()  # each thread has its own connection
+
+    running = threading.Thread(target=work)
+    running.start()
+    try:
+        for _ in range(5):
+            assert checks.acquire(timeout=WAIT)
+        assert passes == []  # five polls, not one pass
+
+        text("+31622222222", "two")
+        for _ in range(int(WAIT / 0.05)):
+            if not InboundEvent.pending().exists():
+                break
+            threading.Event().wait(0.05)
+    finally:
+        stop.set()
+        running.join(WAIT)
+    assert not InboundEvent.pending().exists()
+    assert passes[0] == 1
+    assert Ticket.objects.filter(contact__phone="+31622222222").exists()
