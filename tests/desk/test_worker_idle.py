@@ -12,24 +12,15 @@ from django.utils import timezone
 from smsdesk.desk import worker
 from smsdesk.desk.models import Contact, Message, Ticket, new_ref
 from smsdesk.sms.models import InboundEvent
-from smsdesk.sms.providers import InboundSms
+from tests.desk.test_worker_batches import WAIT, text
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-WAIT = 30.0  # seconds; a bound on every wait, never a pass/fail threshold
-
-
-def text(sender: str, key: str) -> InboundEvent:
-    InboundEvent.record(
-        "messagebird", InboundSms(sender=sender, recipient="", text="hi", key=key), raw={}
-    )
-    return InboundEvent.objects.get(key=key)
 
 
 def test_work_waiting_sees_pending_texts_and_due_messages_and_nothing_else() -> None:
     assert not worker.work_waiting()
 
-    event = text("+31611111111", "one")
+    event = text("+31611111111", "hi", "one")
     assert worker.work_waiting()
     InboundEvent.objects.filter(pk=event.pk).update(processed_at=timezone.now())
     assert not worker.work_waiting()
@@ -82,7 +73,7 @@ def test_an_idle_worker_runs_no_pass_until_work_arrives(monkeypatch: pytest.Monk
             assert checks.acquire(timeout=WAIT)
         assert passes == []  # five polls, not one pass
 
-        text("+31622222222", "two")
+        text("+31622222222", "hi", "two")
         for _ in range(int(WAIT / 0.05)):
             if not InboundEvent.pending().exists():
                 break

@@ -35,7 +35,7 @@ DEFAULT_STREAMS = 256
 # Python, so after a burst a single worker left the cores 40 % idle; two
 # confirmed a burst almost twice as fast (docs/performance.md). Workers
 # claim with SKIP LOCKED, and each is niced and gives way to webhooks during
-# a burst, so the second costs the web processes nothing. SQLite writes one
+# a burst: the second took nothing measurable from them. SQLite writes one
 # transaction at a time: a second worker there only waits for the first.
 DEFAULT_WORKER_PROCESSES_POSTGRES = os.cpu_count() or 1
 WORKER_STOP_WAIT = 30.0  # seconds for the worker to finish its batch after SIGTERM
@@ -138,7 +138,7 @@ class Command(BaseCommand):
         # Each worker is a child process of its own (`smsdesk worker`): a
         # thread here would be forked into every web process with whatever
         # locks it held. Webhooks from the web processes reach the workers
-        # through their poll of the pending-events index.
+        # through their poll of the journal (worker.work_waiting).
         if worker_processes is None:
             worker_processes = default_worker_processes(connections["default"].vendor)
         work = [self.start_worker() for _ in range(0 if no_worker else max(0, worker_processes))]
