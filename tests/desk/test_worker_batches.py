@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,6 +37,34 @@ def text(sender: str, body: str, key: str, after: timedelta | None = None) -> In
         assert first is not None
         InboundEvent.objects.filter(pk=event.pk).update(received_at=first.received_at + after)
     return event
+
+
+@contextmanager
+def worker_running() -> Iterator[None]:
+    """worker.run on a thread of its own until the block ends."""
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            worker.run(stop)
+        finally:
+            connection.close()  # each thread has its own connection
+
+    running = threading.Thread(target=work)
+    running.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        running.join(WAIT)
+
+
+def wait_until_threaded() -> None:
+    """Until the journal has nothing pending, or WAIT runs out."""
+    for _ in range(int(WAIT / 0.05)):
+        if not InboundEvent.pending().exists():
+            return
+        threading.Event().wait(0.05)
 
 
 def inbound(ticket: Ticket) -> list[str]:
@@ -346,24 +375,8 @@ def test_a_worker_giving_way_during_a_burst_still_threads_all_of_it(
     monkeypatch.setattr(worker.Burst, "pause", pause)
     for n in range(23):
         text(f"+3161111{n:04d}", "hi", f"b{n}")
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            worker.run(stop)
-        finally:
-            connection.close()  # each thread has its own connection
-
-    running = threading.Thread(target=work)
-    running.start()
-    try:
-        for _ in range(int(WAIT / 0.05)):
-            if not InboundEvent.pending().exists():
-                break
-            threading.Event().wait(0.05)
-    finally:
-        stop.set()
-        running.join(WAIT)
+    with worker_running():
+        wait_until_threaded()
     assert not InboundEvent.pending().exists()
     assert Ticket.objects.count() == 25
     # 5 + 5 + 3 + 5 + 5 + 2: the backlog met at the start is no burst; the

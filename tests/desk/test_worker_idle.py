@@ -6,13 +6,12 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from smsdesk.desk import worker
 from smsdesk.desk.models import Contact, Message, Ticket, new_ref
 from smsdesk.sms.models import InboundEvent
-from tests.desk.test_worker_batches import WAIT, text
+from tests.desk.test_worker_batches import WAIT, text, wait_until_threaded, worker_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,29 +57,13 @@ def test_an_idle_worker_runs_no_pass_until_work_arrives(monkeypatch: pytest.Monk
     monkeypatch.setattr(worker, "work_waiting", waiting)
     monkeypatch.setattr(worker, "process_inbound", inbound)
     monkeypatch.setattr(worker, "IDLE_WAIT", 0.01)
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            worker.run(stop)
-        finally:
-            connection.close()  # each thread has its own connection
-
-    running = threading.Thread(target=work)
-    running.start()
-    try:
+    with worker_running():
         for _ in range(5):
             assert checks.acquire(timeout=WAIT)
         assert passes == []  # five polls, not one pass
 
         text("+31622222222", "hi", "two")
-        for _ in range(int(WAIT / 0.05)):
-            if not InboundEvent.pending().exists():
-                break
-            threading.Event().wait(0.05)
-    finally:
-        stop.set()
-        running.join(WAIT)
+        wait_until_threaded()
     assert not InboundEvent.pending().exists()
     assert passes[0] == 1
     assert Ticket.objects.filter(contact__phone="+31622222222").exists()
