@@ -63,8 +63,8 @@ def workers(pids: set[int]) -> list[int]:
     return found
 
 
-def test_postgresql_gets_a_worker_per_cpu_and_sqlite_one() -> None:
-    assert default_worker_processes("postgresql") == (os.cpu_count() or 1)
+def test_postgresql_gets_a_worker_more_than_the_cpus_and_sqlite_one() -> None:
+    assert default_worker_processes("postgresql") == (os.cpu_count() or 1) + 1
     assert default_worker_processes("sqlite") == 1
 
 

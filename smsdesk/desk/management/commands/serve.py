@@ -30,14 +30,16 @@ DEFAULT_THREADS = 4
 # (bench/live.py measures it). A process with this many open refuses more
 # (the browser comes back later).
 DEFAULT_STREAMS = 256
-# Worker processes: on PostgreSQL one per core. A worker spends much of each
-# batch waiting on the database, and one process has one core's worth of
-# Python, so after a burst a single worker left the cores 40 % idle; two
-# confirmed a burst almost twice as fast (docs/performance.md). Workers
-# claim with SKIP LOCKED, and each is niced and gives way to webhooks during
-# a burst: the second took nothing measurable from them. SQLite writes one
-# transaction at a time: a second worker there only waits for the first.
-DEFAULT_WORKER_PROCESSES_POSTGRES = os.cpu_count() or 1
+# Worker processes: on PostgreSQL one more than the cores. A worker spends
+# much of each batch waiting on the database, and one process has one
+# core's worth of Python, so after a burst a single worker left the cores
+# 40 % idle; on 2 cores two workers confirmed a burst almost twice as fast
+# as one, three about 15 % faster again, four no faster than three
+# (docs/performance.md). Workers claim with SKIP LOCKED, and each is niced
+# and gives way to webhooks during a burst: the extra ones took nothing
+# measurable from them. SQLite writes one transaction at a time: a second
+# worker there only waits for the first.
+DEFAULT_WORKER_PROCESSES_POSTGRES = (os.cpu_count() or 1) + 1
 WORKER_STOP_WAIT = 30.0  # seconds for the worker to finish its batch after SIGTERM
 # Seconds a web process may take to stop before it is killed: it finishes the
 # requests under way, and its live streams end at once (stop_streams_at_shutdown).
@@ -78,7 +80,7 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help=(
-                "worker processes (default: on PostgreSQL one per CPU, here"
+                "worker processes (default: on PostgreSQL one more than the CPUs, here"
                 f" {DEFAULT_WORKER_PROCESSES_POSTGRES}; on SQLite one)"
             ),
         )
