@@ -11,7 +11,7 @@ from django.utils import timezone
 from smsdesk.desk import worker
 from smsdesk.desk.models import Contact, Message, Ticket, new_ref
 from smsdesk.sms.models import InboundEvent
-from tests.desk.test_worker_batches import WAIT, text, wait_until_threaded, worker_running
+from tests.desk.workers import WAIT, text, wait_until_threaded, worker_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
