@@ -1,0 +1,91 @@
+"""The worker's queries keep their plans whatever PostgreSQL's statistics say.
+
+Statistics lag a burst: they are gathered now and then, while a burst piles
+up thousands of texts and confirmations in seconds. Each test makes the
+statistics say the opposite of what is stored, as a burst does, and reads
+the plan PostgreSQL makes of the worker's own statement.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from smsdesk.desk import worker
+from smsdesk.desk.models import Contact, Message, Ticket, new_ref
+from smsdesk.sms.models import InboundEvent
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner"),
+]
+
+ROWS = 3000
+
+
+def add_texts(count: int, prefix: str, *, processed: bool = False) -> None:
+    now = timezone.now()
+    InboundEvent.objects.bulk_create(
+        InboundEvent(
+            provider="messagebird",
+            key=f"{prefix}{n}",
+            sender=f"+316{prefix}{n:07d}",
+            text="hello",
+            raw={},
+            received_at=now + timedelta(microseconds=n),
+            processed_at=now if processed else None,
+        )
+        for n in range(count)
+    )
+
+
+def add_due_messages(count: int) -> None:
+    ticket = Ticket.objects.create(ref=new_ref(), contact=Contact.objects.create(phone="+3161"))
+    due = timezone.now() - timedelta(seconds=1)
+    Message.objects.bulk_create(
+        Message(
+            ticket=ticket,
+            direction=Message.Direction.OUT,
+            body="Thanks, we got your text",
+            status=Message.Status.QUEUED,
+            next_attempt_at=due - timedelta(microseconds=n % 100),
+        )
+        for n in range(count)
+    )
+
+
+def analyze() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {InboundEvent._meta.db_table}, {Message._meta.db_table}")
+
+
+def plan(sql: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (VERBOSE) {sql}")
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def statements(call) -> list[str]:  # type: ignore[no-untyped-def]
+    with CaptureQueriesContext(connection) as captured:
+        call()
+    return [query["sql"] for query in captured if query["sql"].startswith("SELECT")]
+
+
+def test_the_idle_poll_reads_the_indexes_after_a_burst_was_threaded() -> None:
+    # The statistics were taken mid-burst, with every text and every
+    # confirmation waiting ...
+    add_texts(ROWS, "1")
+    add_due_messages(ROWS)
+    analyze()
+    # ... and the burst has since been threaded and confirmed: nothing waits.
+    InboundEvent.objects.update(processed_at=timezone.now())
+    Message.objects.update(status=Message.Status.SENT, next_attempt_at=None)
+
+    [poll] = statements(worker.work_waiting)
+    # A sequential scan would read every text threaded and every message
+    # sent, on every poll.
+    assert "Seq Scan" not in plan(poll), plan(poll)
