@@ -11,9 +11,10 @@ from typing import cast
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
+from django.db.models.lookups import IsNull
 from django.utils import timezone
 
 from smsdesk.lib.phone import is_phone_number
@@ -627,7 +628,12 @@ class Message(models.Model):
         unthreaded = InboundEvent.objects.filter(
             processed_at__isnull=True, error="", sender=OuterRef("ticket__contact__phone")
         )
-        claimed = cls.objects.filter(id__in=ids).annotate(held=Exists(unthreaded))
+        # A scalar subquery rather than EXISTS: PostgreSQL may run an EXISTS
+        # as one hashed scan of every text waiting, and during a burst it did
+        # (13 ms a claim with 23k waiting, against 0.2 ms for a probe per
+        # claimed row on inbound_event_pending_sender, which this always is).
+        waiting = Subquery(unthreaded.values("id")[:1])
+        claimed = cls.objects.filter(id__in=ids).annotate(held=IsNull(waiting, False))
         # Only what sending and recording read: whole rows of three tables
         # cost more to convert than the rest of the claim.
         claimed = claimed.select_related("ticket__contact").only(*cls.SENDING_FIELDS)

@@ -89,3 +89,16 @@ def test_the_idle_poll_reads_the_indexes_after_a_burst_was_threaded() -> None:
     # A sequential scan would read every text threaded and every message
     # sent, on every poll.
     assert "Seq Scan" not in plan(poll), plan(poll)
+
+
+def test_a_claim_probes_the_waiting_texts_of_its_own_numbers_only() -> None:
+    # The statistics were taken when nothing waited; then a burst arrived.
+    add_texts(ROWS, "1", processed=True)
+    add_due_messages(ROWS)
+    analyze()
+    add_texts(ROWS, "2")
+
+    read = statements(lambda: Message.claim_due(20))[-1]
+    assert '"held"' in read
+    # A hashed subplan reads every waiting text once per claim.
+    assert "hashed SubPlan" not in plan(read), plan(read)
