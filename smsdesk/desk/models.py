@@ -472,7 +472,9 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["ticket", "created", "id"], name="message_thread"),
             models.Index(
-                fields=["next_attempt_at"],
+                # In the order claim_due takes them, so that a claim reads only
+                # the rows it takes, however many are due (a burst's thousands).
+                fields=["next_attempt_at", "id"],
                 # Exactly the queued and sending rows (sent and failed clear
                 # the field); a status IN (...) condition SQLite would not use.
                 condition=Q(next_attempt_at__isnull=False),

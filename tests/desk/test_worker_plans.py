@@ -102,3 +102,14 @@ def test_a_claim_probes_the_waiting_texts_of_its_own_numbers_only() -> None:
     assert '"held"' in read
     # A hashed subplan reads every waiting text once per claim.
     assert "hashed SubPlan" not in plan(read), plan(read)
+
+
+def test_a_claim_reads_the_due_messages_in_order_rather_than_sorting_them_all() -> None:
+    add_due_messages(ROWS)
+    analyze()
+
+    claim = statements(lambda: Message.claim_due(20))[0]
+    assert "FOR UPDATE SKIP LOCKED" in claim
+    # A sort reads the due messages before the first is taken: after a
+    # burst, thousands of them.
+    assert "Sort" not in plan(claim), plan(claim)
