@@ -8,6 +8,7 @@ the plan PostgreSQL makes of the worker's own statement.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -69,7 +70,7 @@ def plan(sql: str) -> str:
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
-def statements(call) -> list[str]:  # type: ignore[no-untyped-def]
+def statements(call: Callable[[], object]) -> list[str]:
     with CaptureQueriesContext(connection) as captured:
         call()
     return [query["sql"] for query in captured if query["sql"].startswith("SELECT")]
