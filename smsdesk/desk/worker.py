@@ -281,9 +281,10 @@ def work_waiting() -> bool:
 
     Each asks for the first row in its index's order rather than whether
     one exists: PostgreSQL plans an EXISTS by its guess of how many rows
-    match, and with a burst's texts waiting it guessed a sequential scan,
-    which read every text already threaded first (6–36 ms a poll). The
-    first in index order is a step into the index whatever it guesses.
+    match, and after a burst, with no statistics or with statistics taken
+    during it, it guessed sequential scans, which read every text threaded
+    and every message sent (6–36 ms a poll). The first in index order is a
+    step into the index whatever it guesses.
     """
     inbound, message = InboundEvent._meta, Message._meta
     sql = (
