@@ -8,11 +8,17 @@ Starts bench/fake_provider.py (it logs the time each message arrives) and
    Python; each opens a ticket, whose confirmation the fake receives.
    Latency is the webhook's send time to the fake's receive time, matched
    by the customer's number.
-2. throughput: a burst of webhooks from new numbers through wrk; the worker's
+2. sustained: the same at the worker's target rate (1,000 texts/s) for a
+   while, from several connections at once: whether the desk takes the
+   texts in, threads them and confirms them at that pace, with webhooks and
+   the workers sharing the machine all along. The latency stays flat if it
+   keeps up, and grows through the run if it falls behind.
+3. throughput: a burst of webhooks from new numbers through wrk; the worker's
    sustained rate is confirmations per second between the 10th and the 90th
    percentile of their arrival times (start-up and tail left out).
 
     .venv/bin/python bench/e2e.py --database postgres --rate 20 --seconds 10 --burst 5000
+    .venv/bin/python bench/e2e.py --database postgres --sustained 1000 --sustained-seconds 20
 """
 
 from __future__ import annotations
@@ -21,11 +27,18 @@ import argparse
 import http.client
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import common
+import ingest
 import loadgen
 from common import Row
+
+# Connections the sustained phase sends from: each waits for its answer
+# before its next webhook, so at 1,000/s a single one would fall behind as
+# soon as answers take over a millisecond.
+SENDERS = 16
 
 
 def received(log: Path) -> dict[str, float]:
@@ -50,9 +63,21 @@ def wait_for(log: Path, numbers: Sequence[str], timeout: float) -> dict[str, flo
 
 
 def steady(
-    base_url: str, numbers: Sequence[str], rate: float, tag: str = "bench-e2e"
+    base_url: str,
+    numbers: Sequence[str],
+    rate: float,
+    tag: str = "bench-e2e",
+    connections: int = 1,
+    answers: list[float] | None = None,
 ) -> dict[str, float]:
-    """Post one signed webhook per number at `rate` per second; returns the send times."""
+    """Post one signed webhook per number at `rate` per second; returns the send times.
+
+    `answers`, if given, gets how long each webhook took to be answered (ms).
+
+    Each webhook has its moment (the i-th at start + i/rate) and goes then,
+    or as soon as a connection is free: with one connection a slow answer
+    holds up the next webhook, so faster rates spread them over several.
+    """
     requests = []
     for n, number in enumerate(numbers):
         content_type, body = loadgen.flow_builder_body(number, f"{tag}-{n}", "form")
@@ -60,20 +85,29 @@ def steady(
         requests.append(
             (number, body, {"Content-Type": content_type, "MessageBird-Signature-JWT": token})
         )
-    conn = http.client.HTTPConnection(base_url.removeprefix("http://"), timeout=30)
     sent: dict[str, float] = {}
     start = time.monotonic()
-    try:
-        for i, (number, body, headers) in enumerate(requests):
-            time.sleep(max(0.0, start + i / rate - time.monotonic()))
-            sent[number] = time.time()
-            conn.request("POST", "/webhook", body, headers)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f"webhook answered {response.status}")
-    finally:
-        conn.close()
+
+    def send(first: int) -> None:
+        conn = http.client.HTTPConnection(base_url.removeprefix("http://"), timeout=30)
+        try:
+            for i in range(first, len(requests), connections):
+                number, body, headers = requests[i]
+                time.sleep(max(0.0, start + i / rate - time.monotonic()))
+                sent[number] = time.time()
+                conn.request("POST", "/webhook", body, headers)
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"webhook answered {response.status}")
+                if answers is not None:
+                    answers.append((time.time() - sent[number]) * 1000)
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(connections) as pool:
+        for done in [pool.submit(send, first) for first in range(connections)]:
+            done.result()  # a refused webhook fails the run
     return sent
 
 
@@ -107,6 +141,66 @@ def latency(desk: common.Desk, log: Path, args: argparse.Namespace, kind: str) -
         f"webhook sent → confirmation at the fake provider; {missing} not confirmed in {args.timeout:g} s"
         if missing
         else "webhook sent → confirmation at the fake provider",
+        load,
+        failed=bool(missing),
+    )
+
+
+def sustained(
+    desk: common.Desk, database_url: str, log: Path, args: argparse.Namespace, kind: str
+) -> Row:
+    """Texts at the worker's target rate for a while: does everything keep pace?"""
+    rate, seconds = args.sustained, args.sustained_seconds
+    numbers = [f"+3165{i:07d}" for i in range(int(rate * seconds))]
+    load = common.load()
+    web, work = ingest.split_processes(common.process_tree(desk.pid))
+    before = [common.cpu_seconds(pids) for pids in (web, work)]
+    backends = {pid: common.cpu_seconds([pid]) for pid in ingest.database_processes(database_url)}
+    answers: list[float] = []
+    sent = steady(
+        desk.url, numbers, rate, tag="bench-sustained", connections=SENDERS, answers=answers
+    )
+    answers.sort()
+    got = wait_for(log, numbers, args.timeout)
+    web_cpu, work_cpu = (
+        common.cpu_seconds(pids) - spent for pids, spent in zip((web, work), before, strict=True)
+    )
+    db_cpu = sum(
+        common.cpu_seconds([pid]) - backends.get(pid, 0.0)
+        for pid in ingest.database_processes(database_url)
+    )
+    per_message = 1000 / max(len(got), 1)
+    delays = sorted((got[n] - sent[n]) * 1000 for n in got)
+    first, last_sent = min(sent.values()), max(sent.values())
+    arrivals = sorted(got.values())
+    # Whether the latency grew through the run: the texts of its last tenth
+    # against those of its first.
+    order = sorted(got, key=sent.__getitem__)
+    tenth = max(1, len(order) // 10)
+    early = common.percentile(sorted((got[n] - sent[n]) * 1000 for n in order[:tenth]), 50)
+    late = common.percentile(sorted((got[n] - sent[n]) * 1000 for n in order[-tenth:]), 50)
+    missing = len(numbers) - len(got)
+    notes = [
+        f"sent at {len(sent) / max(last_sent - first, 1e-9):,.0f}/s from {SENDERS} connections",
+        f"webhooks answered p50 {common.percentile(answers, 50):.1f} ms,"
+        f" p99 {common.percentile(answers, 99):.1f} ms",
+        f"p50 {early:.0f} ms in the first tenth of the run, {late:.0f} ms in the last",
+        f"the last confirmed {arrivals[-1] - last_sent:.1f} s after the last webhook"
+        if arrivals
+        else "none confirmed",
+        f"CPU-ms/message: web {web_cpu * per_message:.2f} + worker {work_cpu * per_message:.2f}"
+        + (f"; PostgreSQL {db_cpu * per_message:.2f}" if db_cpu else ""),
+    ]
+    if missing:
+        notes.append(f"{missing} not confirmed in {args.timeout:g} s")
+    return Row(
+        kind,
+        "worker",
+        f"sustained: {rate:,.0f} webhooks/s for {seconds:g} s, new numbers",
+        f"{len(got):,}/{len(numbers):,} confirmed",
+        common.percentile(delays, 50),
+        common.percentile(delays, 99),
+        "; ".join(notes),
         load,
         failed=bool(missing),
     )
@@ -171,6 +265,8 @@ def run(args: argparse.Namespace, workdir: Path) -> Iterator[Row]:
         ):
             warm_up(desk, log, args.timeout)
             yield latency(desk, log, args, kind)
+            if args.sustained > 0:
+                yield sustained(desk, url, log, args, kind)
             yield throughput(desk, url, log, args, kind, workdir)
 
 
@@ -179,6 +275,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="steady webhooks per second")
     parser.add_argument(
         "--seconds", type=float, default=10.0, help="how long the steady phase lasts"
+    )
+    parser.add_argument(
+        "--sustained",
+        type=float,
+        default=1000.0,
+        help="webhooks per second of the sustained phase (0 leaves it out)",
+    )
+    parser.add_argument(
+        "--sustained-seconds", type=float, default=20.0, help="how long the sustained phase lasts"
     )
     parser.add_argument("--burst", type=int, default=5000, help="webhooks in the throughput burst")
     parser.add_argument(

@@ -51,7 +51,14 @@ QUICK: dict[str, dict[str, object]] = {
         "pool_rate": 2000.0,
         "drain": 10.0,
     },
-    "e2e": {"rate": 10.0, "seconds": 2.0, "burst": 200, "timeout": 60.0},
+    "e2e": {
+        "rate": 10.0,
+        "seconds": 2.0,
+        "sustained": 100.0,
+        "sustained_seconds": 2.0,
+        "burst": 200,
+        "timeout": 60.0,
+    },
     "memory": {"webhooks": 500, "timeout": 60.0},
     "live": {
         "rate": [5.0],
