@@ -44,11 +44,12 @@ BATCH_RETRIES = 3  # a batch that lost a deadlock is tried this many times per p
 # wait early.
 IDLE_WAIT = 0.05
 # SQLite has one writer at a time, and a batch holds the write lock for as
-# long as it takes to thread. While the worker's batches come back full and
-# new texts arrive as it threads them (a burst), it takes smaller batches
-# and leaves the lock to the webhooks this many times as long as each batch
-# held it: they are answered at once, the worker still threads at about a
-# quarter of its pace, and once they stop coming it catches up at full pace
+# long as it takes to thread. While the worker's batches come back full,
+# new texts arrive as it threads them and they pile up (a burst: see
+# BURST_BACKLOG), it takes smaller batches and leaves the lock to the
+# webhooks this many times as long as each batch held it: they are
+# answered at once, the worker still threads at about a quarter of its
+# pace, and once they stop coming it catches up at full pace
 # (docs/performance.md). Batches of 50 kept webhooks waiting long enough to
 # show in their p99; 20 thread as fast.
 GIVE_WAY = 3.0
@@ -58,6 +59,19 @@ GIVE_WAY = 3.0
 # long as each batch took (a burst's confirmations come as fast).
 GIVE_WAY_POSTGRES = 1.0
 BURST_BATCH = 20
+# Giving way is for a burst the worker cannot keep up with anyway. A steady
+# flow of a few hundred texts a second also fills batches of 20 as they
+# come, yet at full pace the worker keeps up with it; giving way there
+# made it fall further behind with every second the flow lasted (350
+# texts/s on SQLite: 1.8–3.9 s behind after 20 s, against none; the
+# sustained phase of bench/e2e.py). So it gives way only while at least
+# BURST_BACKLOG texts wait, and never once the oldest has waited MAX_LAG
+# seconds: from then on it threads at full pace until it has caught up,
+# whatever keeps coming. A flood it cannot keep up with even at full pace
+# then costs the webhooks their share of the cores, rather than costing
+# every text a wait that grows for as long as the flood lasts.
+BURST_BACKLOG = 200
+MAX_LAG = 10.0
 BACKOFF_BASE = 5.0
 BACKOFF_CAP = 3600.0
 RETRY_AFTER_CAP = 86400.0  # the longest wait a provider's Retry-After may ask for
@@ -308,6 +322,7 @@ class Burst:
         # lull, when there is nothing yet to tell growth from.
         self.newest: int | None = None
         self.batch = BATCH  # events to claim next
+        self.catching_up = False  # the oldest text waited MAX_LAG: full pace until none waits
 
     def pause(self, threaded: int, held: float) -> float:
         """Seconds to leave to the webhooks after a batch: SQLite's write lock, or the cores."""
@@ -315,6 +330,7 @@ class Burst:
             # Whatever wakes the worker next may be the start of a burst.
             self.batch = BURST_BATCH
             self.newest = None
+            self.catching_up = False
             return 0.0
         newest, self.newest = self.newest, InboundEvent.newest_id()
         if newest is None:
@@ -323,11 +339,28 @@ class Burst:
             # webhooks still coming: only texts that arrive during the next
             # batch are.
             return 0.0
-        if self.newest <= newest:
-            self.batch = BATCH  # a backlog, but nothing new: catch up at full pace
+        if self.newest <= newest or not self.falling_behind():
+            # A backlog but nothing new, or texts coming no faster than the
+            # worker threads them: full pace.
+            self.batch = BATCH
             return 0.0
         self.batch = BURST_BATCH
         return held * (GIVE_WAY if connection.vendor == "sqlite" else GIVE_WAY_POSTGRES)
+
+    def falling_behind(self) -> bool:
+        """Whether BURST_BACKLOG texts wait, none of them yet for MAX_LAG (see BURST_BACKLOG)."""
+        if self.catching_up:
+            return False
+        waiting = InboundEvent.pending()
+        oldest = waiting.values_list("received_at", flat=True).first()
+        if oldest is None:
+            return False
+        if timezone.now() - oldest >= timedelta(seconds=MAX_LAG):
+            self.catching_up = True
+            return False
+        # In the index's order: without it PostgreSQL may plan a scan of the
+        # whole journal (see work_waiting).
+        return bool(waiting.values_list("id", flat=True)[BURST_BACKLOG - 1 : BURST_BACKLOG])
 
 
 def run(stop: threading.Event) -> None:

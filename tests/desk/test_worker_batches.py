@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from smsdesk.desk import worker
 from smsdesk.desk.models import Contact, Message, Ticket, new_ref
@@ -287,7 +288,10 @@ def test_sending_a_batch_looks_up_no_row_one_by_one(scripted: ScriptedProvider) 
     assert set(Message.objects.values_list("status", flat=True)) == {Message.Status.SENT}
 
 
-def test_the_worker_gives_way_to_webhooks_only_while_they_keep_coming() -> None:
+def test_the_worker_gives_way_to_webhooks_only_while_they_keep_coming(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker, "BURST_BACKLOG", 2)
     burst = worker.Burst()
     sqlite = connection.vendor == "sqlite"
     give_way = 0.04 * (worker.GIVE_WAY if sqlite else worker.GIVE_WAY_POSTGRES)
@@ -310,11 +314,59 @@ def test_the_worker_gives_way_to_webhooks_only_while_they_keep_coming() -> None:
     assert burst.pause(worker.BATCH, 0.04) == give_way
 
 
+def test_texts_the_worker_keeps_up_with_get_no_give_way_however_full_its_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A steady flow fills small batches as fast as they are taken; what
+    # tells a burst is texts piling up.
+    monkeypatch.setattr(worker, "BURST_BACKLOG", 3)
+    burst = worker.Burst()
+    text("+31611111111", "hello", "first")
+    assert burst.pause(worker.BATCH, 0.04) == 0.0
+    text("+31611111112", "hello", "second")
+    # Texts came during a full batch, but only two wait: full pace.
+    assert burst.pause(worker.BATCH, 0.04) == 0.0
+    assert burst.batch == worker.BATCH
+    text("+31611111113", "hello", "third")
+    # A third waiting: the worker is falling behind, and gives way.
+    assert burst.pause(burst.batch, 0.04) > 0.0
+    assert burst.batch == worker.BURST_BATCH
+
+
+def test_a_worker_whose_oldest_text_waited_too_long_catches_up_at_full_pace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker, "BURST_BACKLOG", 1)
+    burst = worker.Burst()
+    text("+31611111111", "hello", "first")
+    assert burst.pause(worker.BATCH, 0.04) == 0.0
+    text("+31611111112", "hello", "second")
+    assert burst.pause(worker.BATCH, 0.04) > 0.0
+    # The oldest text has now waited MAX_LAG: the worker stops giving way…
+    InboundEvent.objects.filter(key="first").update(
+        received_at=timezone.now() - timedelta(seconds=worker.MAX_LAG)
+    )
+    text("+31611111113", "hello", "third")
+    assert burst.pause(burst.batch, 0.04) == 0.0
+    assert burst.batch == worker.BATCH
+    # …and does not start again while texts keep coming, though the oldest
+    # waiting now is new: not until a batch finds fewer than it takes.
+    InboundEvent.objects.filter(key="first").update(processed_at=timezone.now())
+    text("+31611111114", "hello", "fourth")
+    assert burst.pause(burst.batch, 0.04) == 0.0
+    assert burst.pause(burst.batch - 1, 0.04) == 0.0
+    text("+31611111115", "hello", "fifth")
+    assert burst.pause(burst.batch, 0.04) == 0.0  # the first full batch after the lull
+    text("+31611111116", "hello", "sixth")
+    assert burst.pause(burst.batch, 0.04) > 0.0
+
+
 def test_a_worker_giving_way_during_a_burst_still_threads_all_of_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(worker, "BATCH", 5)
     monkeypatch.setattr(worker, "BURST_BATCH", 3)
+    monkeypatch.setattr(worker, "BURST_BACKLOG", 5)
     pauses: list[float] = []
     batches: list[int] = []
     real_pause = worker.Burst.pause
