@@ -72,6 +72,10 @@ BURST_BATCH = 20
 # every text a wait that grows for as long as the flood lasts.
 BURST_BACKLOG = 200
 MAX_LAG = 10.0
+# A worker that found itself falling behind looks again at most this often,
+# not after each batch of 20: the two queries cost the worker more CPU
+# during a burst than the batches they would follow.
+BACKLOG_CHECK = 0.5
 BACKOFF_BASE = 5.0
 BACKOFF_CAP = 3600.0
 RETRY_AFTER_CAP = 86400.0  # the longest wait a provider's Retry-After may ask for
@@ -323,6 +327,7 @@ class Burst:
         self.newest: int | None = None
         self.batch = BATCH  # events to claim next
         self.catching_up = False  # the oldest text waited MAX_LAG: full pace until none waits
+        self.behind_until = 0.0  # time.monotonic() until which falling_behind holds
 
     def pause(self, threaded: int, held: float) -> float:
         """Seconds to leave to the webhooks after a batch: SQLite's write lock, or the cores."""
@@ -331,6 +336,7 @@ class Burst:
             self.batch = BURST_BATCH
             self.newest = None
             self.catching_up = False
+            self.behind_until = 0.0
             return 0.0
         newest, self.newest = self.newest, InboundEvent.newest_id()
         if newest is None:
@@ -351,6 +357,8 @@ class Burst:
         """Whether BURST_BACKLOG texts wait, none of them yet for MAX_LAG (see BURST_BACKLOG)."""
         if self.catching_up:
             return False
+        if time.monotonic() < self.behind_until:
+            return True
         waiting = InboundEvent.pending()
         oldest = waiting.values_list("received_at", flat=True).first()
         if oldest is None:
@@ -360,7 +368,10 @@ class Burst:
             return False
         # In the index's order: without it PostgreSQL may plan a scan of the
         # whole journal (see work_waiting).
-        return bool(waiting.values_list("id", flat=True)[BURST_BACKLOG - 1 : BURST_BACKLOG])
+        if not waiting.values_list("id", flat=True)[BURST_BACKLOG - 1 : BURST_BACKLOG]:
+            return False
+        self.behind_until = time.monotonic() + BACKLOG_CHECK
+        return True
 
 
 def run(stop: threading.Event) -> None:

@@ -337,6 +337,7 @@ def test_a_worker_whose_oldest_text_waited_too_long_catches_up_at_full_pace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(worker, "BURST_BACKLOG", 1)
+    monkeypatch.setattr(worker, "BACKLOG_CHECK", 0.0)
     burst = worker.Burst()
     text("+31611111111", "hello", "first")
     assert burst.pause(worker.BATCH, 0.04) == 0.0
@@ -359,6 +360,27 @@ def test_a_worker_whose_oldest_text_waited_too_long_catches_up_at_full_pace(
     assert burst.pause(burst.batch, 0.04) == 0.0  # the first full batch after the lull
     text("+31611111116", "hello", "sixth")
     assert burst.pause(burst.batch, 0.04) > 0.0
+
+
+def test_a_worker_falling_behind_looks_at_the_backlog_again_only_after_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker, "BURST_BACKLOG", 2)
+    burst = worker.Burst()
+    text("+31611111111", "hello", "first")
+    assert burst.pause(worker.BATCH, 0.04) == 0.0
+    text("+31611111112", "hello", "second")
+    assert burst.pause(worker.BATCH, 0.04) > 0.0
+    # The backlog is gone, but within BACKLOG_CHECK the worker keeps giving way…
+    InboundEvent.objects.update(processed_at=timezone.now())
+    text("+31611111113", "hello", "third")
+    assert burst.pause(burst.batch, 0.04) > 0.0
+    # …and once it has passed, it looks again.
+    monkeypatch.setattr(worker, "BACKLOG_CHECK", 0.0)
+    burst.behind_until = 0.0
+    InboundEvent.objects.update(processed_at=timezone.now())
+    text("+31611111114", "hello", "fourth")
+    assert burst.pause(burst.batch, 0.04) == 0.0
 
 
 def test_a_worker_giving_way_during_a_burst_still_threads_all_of_it(
