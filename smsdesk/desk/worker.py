@@ -73,8 +73,8 @@ BURST_BATCH = 20
 BURST_BACKLOG = 200
 MAX_LAG = 10.0
 # A worker that found itself falling behind looks again at most this often,
-# not after each batch of 20: the two queries cost the worker more CPU
-# during a burst than the batches they would follow.
+# not after each batch of 20: during a burst that would be some ten more
+# queries a second for each worker, for an answer that changes more slowly.
 BACKLOG_CHECK = 0.5
 BACKOFF_BASE = 5.0
 BACKOFF_CAP = 3600.0
