@@ -153,22 +153,14 @@ def sustained(
     rate, seconds = args.sustained, args.sustained_seconds
     numbers = [f"+3165{i:07d}" for i in range(int(rate * seconds))]
     load = common.load()
-    web, work = ingest.split_processes(common.process_tree(desk.pid))
-    before = [common.cpu_seconds(pids) for pids in (web, work)]
-    backends = {pid: common.cpu_seconds([pid]) for pid in ingest.database_processes(database_url)}
+    spent = ingest.cpu_meter(desk, database_url)
     answers: list[float] = []
     sent = steady(
         desk.url, numbers, rate, tag="bench-sustained", connections=SENDERS, answers=answers
     )
     answers.sort()
     got = wait_for(log, numbers, args.timeout)
-    web_cpu, work_cpu = (
-        common.cpu_seconds(pids) - spent for pids, spent in zip((web, work), before, strict=True)
-    )
-    db_cpu = sum(
-        common.cpu_seconds([pid]) - backends.get(pid, 0.0)
-        for pid in ingest.database_processes(database_url)
-    )
+    web_cpu, work_cpu, db_cpu = spent()
     per_message = 1000 / max(len(got), 1)
     delays = sorted((got[n] - sent[n]) * 1000 for n in got)
     first, last_sent = min(sent.values()), max(sent.values())

@@ -147,18 +147,9 @@ def measured_run(
     connections: int,
     args: argparse.Namespace,
 ) -> Run:
-    web, work = split_processes(common.process_tree(desk.pid))
-    before = [common.cpu_seconds(pids) for pids in (web, work)]
-    backends = {pid: common.cpu_seconds([pid]) for pid in database_processes(database_url)}
+    spent = cpu_meter(desk, database_url)
     result, stored = one_run(desk, database_url, workdir, to, connections, args)
-    web_cpu, work_cpu = (
-        common.cpu_seconds(pids) - spent for pids, spent in zip((web, work), before, strict=True)
-    )
-    # A server process that started during the run spent all its CPU in it.
-    db_cpu = sum(
-        common.cpu_seconds([pid]) - backends.get(pid, 0.0)
-        for pid in database_processes(database_url)
-    )
+    web_cpu, work_cpu, db_cpu = spent()
     backlog = common.count(database_url, PENDING)
     start = time.monotonic()
     try:
@@ -169,6 +160,27 @@ def measured_run(
     except TimeoutError:
         catch_up = None
     return Run(result, stored, web_cpu, work_cpu, db_cpu, backlog, catch_up)
+
+
+def cpu_meter(desk: common.Desk, database_url: str) -> Callable[[], tuple[float, float, float]]:
+    """Start counting; the function returned gives the CPU seconds spent since by
+    the web processes (and `serve` itself), the workers and PostgreSQL's processes."""
+    web, work = split_processes(common.process_tree(desk.pid))
+    before = [common.cpu_seconds(pids) for pids in (web, work)]
+    backends = {pid: common.cpu_seconds([pid]) for pid in database_processes(database_url)}
+
+    def spent() -> tuple[float, float, float]:
+        web_cpu, work_cpu = (
+            common.cpu_seconds(pids) - was for pids, was in zip((web, work), before, strict=True)
+        )
+        # A server process that started meanwhile spent all its CPU since.
+        db_cpu = sum(
+            common.cpu_seconds([pid]) - backends.get(pid, 0.0)
+            for pid in database_processes(database_url)
+        )
+        return web_cpu, work_cpu, db_cpu
+
+    return spent
 
 
 def database_processes(database_url: str) -> list[int]:
