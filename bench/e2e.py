@@ -72,11 +72,10 @@ def steady(
 ) -> dict[str, float]:
     """Post one signed webhook per number at `rate` per second; returns the send times.
 
-    `answers`, if given, gets how long each webhook took to be answered (ms).
-
     Each webhook has its moment (the i-th at start + i/rate) and goes then,
     or as soon as a connection is free: with one connection a slow answer
     holds up the next webhook, so faster rates spread them over several.
+    `answers`, if given, gets how long each webhook took to be answered (ms).
     """
     requests = []
     for n, number in enumerate(numbers):

@@ -346,8 +346,8 @@ class Burst:
             # batch are.
             return 0.0
         if self.newest <= newest or not self.falling_behind():
-            # A backlog but nothing new, or texts coming no faster than the
-            # worker threads them: full pace.
+            # A backlog but nothing new, texts coming but not piling up, or
+            # the oldest has waited MAX_LAG: full pace.
             self.batch = BATCH
             return 0.0
         self.batch = BURST_BATCH
