@@ -161,23 +161,23 @@ def sustained(
     got = wait_for(log, numbers, args.timeout)
     web_cpu, work_cpu, db_cpu = spent()
     per_message = 1000 / max(len(got), 1)
-    delays = sorted((got[n] - sent[n]) * 1000 for n in got)
+    delay = {n: (got[n] - sent[n]) * 1000 for n in got}
+    delays = sorted(delay.values())
     first, last_sent = min(sent.values()), max(sent.values())
-    arrivals = sorted(got.values())
     # Whether the latency grew through the run: the texts of its last tenth
     # against those of its first.
     order = sorted(got, key=sent.__getitem__)
     tenth = max(1, len(order) // 10)
-    early = common.percentile(sorted((got[n] - sent[n]) * 1000 for n in order[:tenth]), 50)
-    late = common.percentile(sorted((got[n] - sent[n]) * 1000 for n in order[-tenth:]), 50)
+    early = common.percentile(sorted(delay[n] for n in order[:tenth]), 50)
+    late = common.percentile(sorted(delay[n] for n in order[-tenth:]), 50)
     missing = len(numbers) - len(got)
     notes = [
         f"sent at {len(sent) / max(last_sent - first, 1e-9):,.0f}/s from {SENDERS} connections",
         f"webhooks answered p50 {common.percentile(answers, 50):.1f} ms,"
         f" p99 {common.percentile(answers, 99):.1f} ms",
         f"p50 {early:.0f} ms in the first tenth of the run, {late:.0f} ms in the last",
-        f"the last confirmed {arrivals[-1] - last_sent:.1f} s after the last webhook"
-        if arrivals
+        f"the last confirmed {max(got.values()) - last_sent:.1f} s after the last webhook"
+        if got
         else "none confirmed",
         f"CPU-ms/message: web {web_cpu * per_message:.2f} + worker {work_cpu * per_message:.2f}"
         + (f"; PostgreSQL {db_cpu * per_message:.2f}" if db_cpu else ""),
