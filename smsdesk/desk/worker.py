@@ -6,9 +6,10 @@ import logging
 import random
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from django.db import (
     DatabaseError,
@@ -20,6 +21,7 @@ from django.db import (
 )
 from django.utils import timezone
 
+from smsdesk.lib import http
 from smsdesk.live.events import maybe_prune
 from smsdesk.sms import providers
 from smsdesk.sms.models import InboundEvent, work_available
@@ -31,11 +33,12 @@ from .models import Message
 log = logging.getLogger(__name__)
 
 BATCH = 200  # inbound events threaded per transaction
-# Sends in flight at once, each on its own thread. Claims refill half of
-# them at a time, and a claim costs about the same for 8 rows as for 32, so
-# more senders mean cheaper messages (docs/performance.md). MessageBird
-# takes about 500 POSTs a second per account; past that its 429s slow us down.
-SEND_THREADS = 64
+# Sends in flight at once, all on the worker's thread (http.Posts). Claims
+# refill half of them at a time, and a claim costs about the same for 8 rows
+# as for 32, so more at once means cheaper messages (docs/performance.md).
+# MessageBird takes about 500 POSTs a second per account; past that its 429s
+# slow us down.
+SENDS_AT_ONCE = 64
 SEND_BATCH = 200  # sends per pass, before the worker looks at the journal again
 BATCH_RETRIES = 3  # a batch that lost a deadlock is tried this many times per pass
 # Seconds between polls when idle. `serve` runs the worker in its own
@@ -153,43 +156,44 @@ def backoff(attempts: int) -> timedelta:
 
 
 def send_due(limit: int = SEND_BATCH) -> int:
-    """Send due outbound messages, up to `limit`, SEND_THREADS at a time. Returns how many.
+    """Send due outbound messages, up to `limit`, SENDS_AT_ONCE at a time. Returns how many.
 
-    Rows are claimed only for free senders, so every claimed row is being
+    Rows are claimed only as sends free up, so every claimed row is being
     sent at once: none waits behind a slow send while its lease
     (Message.LEASE) runs down, and a stalled send holds up no one but its
     own row. Outcomes are recorded in bulk, a few UPDATEs per refill. The
-    longest a claim lives is one send plus the wait for the senders beside
-    it to free up: two HTTP timeouts, well inside the lease.
+    longest a claim lives is one send plus the wait for the sends beside
+    it to end: two HTTP timeouts, well inside the lease.
     """
     provider = providers.outbound()
-    in_flight: dict[Future[Outcome], Message] = {}
+    sends = Sends(provider)
     finished: list[Outcome] = []
     claimed = 0
     more = True
     refill_at = 0
-    while True:
-        # Each time half of what was in flight is done: fewer, larger UPDATEs
-        # and claims, also while the last sends of a pass trickle in.
-        if len(in_flight) <= refill_at:
-            record(provider, finished)
-            finished = []
-            wanted = min(SEND_THREADS - len(in_flight), limit - claimed)
-            if more and wanted > 0:
-                batch = Message.claim_due(wanted)
-                more = len(batch) == wanted
-                claimed += len(batch)
-                batch = clear_to_send(batch)
-                for message in batch:
-                    in_flight[senders().submit(attempt, provider, message)] = message
-            refill_at = len(in_flight) // 2
-        if not in_flight:
-            break
-        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-        for future in done:
-            finished.append(future.result())
-            del in_flight[future]
-    record(provider, finished)
+    try:
+        while True:
+            # Each time half of what was in flight is done: fewer, larger UPDATEs
+            # and claims, also while the last sends of a pass trickle in.
+            if len(sends) <= refill_at:
+                record(provider, finished)
+                finished = []
+                wanted = min(SENDS_AT_ONCE - len(sends), limit - claimed)
+                if more and wanted > 0:
+                    batch = Message.claim_due(wanted)
+                    more = len(batch) == wanted
+                    claimed += len(batch)
+                    for message in clear_to_send(batch):
+                        sends.start(message)
+                refill_at = len(sends) // 2
+            if not sends:
+                break
+            finished += sends.finished()
+        record(provider, finished)
+    finally:
+        # Only after an error: what is still in flight is let go, its rows
+        # leased until a later pass sends them again.
+        sends.abandon()
     return claimed
 
 
@@ -216,39 +220,78 @@ class Outcome:
     retry_after: float | None = None
 
 
-_senders: ThreadPoolExecutor | None = None
-_senders_lock = threading.Lock()
+class Sends:
+    """A pass's sends under way, all driven from the worker's own thread.
+
+    Through a provider that sends over HTTP the POSTs go out together, each
+    as soon as it starts (http.Posts); any other (the simulator) has sent
+    by the time start() returns. The database work stays with the caller.
+    """
+
+    def __init__(self, provider: providers.Provider):
+        self.provider = provider
+        self.http = provider if isinstance(provider, providers.SendsOverHttp) else None
+        self.posts = posts() if self.http is not None else None
+        self.ready: list[Outcome] = []
+
+    def __len__(self) -> int:
+        return len(self.ready) + (len(self.posts) if self.posts is not None else 0)
+
+    def start(self, message: Message) -> None:
+        sms = OutboundSms(
+            to=message.ticket.contact.phone, body=message.body, reference=str(message.uuid)
+        )
+        if self.http is None or self.posts is None:
+            self.ready.append(attempt(message, partial(self.provider.send, sms)))
+            return
+        try:
+            self.posts.start(message, self.http.request(sms))
+        except Exception as exc:  # noqa: BLE001 - as in attempt()
+            self.ready.append(unexpected(message, exc))
+
+    def finished(self) -> list[Outcome]:
+        """The sends that ended; while none has, waits for one (a second at most)."""
+        done, self.ready = self.ready, []
+        if self.http is not None and self.posts is not None:
+            for message, answer in self.posts.finished(0.0 if done else 1.0):
+                done.append(attempt(message, partial(self.http.sent, answer)))
+        return done
+
+    def abandon(self) -> None:
+        self.ready = []
+        if self.posts is not None:
+            self.posts.abandon()
 
 
-def senders() -> ThreadPoolExecutor:
-    # Sender threads only talk HTTP (through the shared pool of lib/http.py); all
-    # database work stays on the worker's own thread and connection.
-    global _senders
-    with _senders_lock:
-        if _senders is None:
-            _senders = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="send")
-        return _senders
+class Posts(threading.local):
+    posts: http.Posts[Message] | None = None
 
 
-def attempt(provider: providers.Provider, message: Message) -> Outcome:
+_posts = Posts()
+
+
+def posts() -> http.Posts[Message]:
+    """This thread's POSTs in flight, kept from pass to pass with their connections."""
+    if _posts.posts is None:
+        _posts.posts = http.Posts()
+    return _posts.posts
+
+
+def attempt(message: Message, send: Callable[[], str]) -> Outcome:
     """One send; never raises. Transient failures are retried later, permanent ones fail."""
-    sms = OutboundSms(
-        to=message.ticket.contact.phone, body=message.body, reference=str(message.uuid)
-    )
     try:
-        return Outcome(message, provider_id=provider.send(sms))
+        return Outcome(message, provider_id=send())
     except ProviderError as exc:
         return Outcome(
             message, error=str(exc), permanent=exc.permanent, retry_after=exc.retry_after
         )
     except Exception as exc:  # noqa: BLE001 - a bug or bad setting must leave the row retried, not stranded
-        log.exception("sending message %s failed unexpectedly", message.uuid)
-        return Outcome(message, error=f"{type(exc).__name__}: {exc}")
+        return unexpected(message, exc)
 
 
-def send_one(provider: providers.Provider, message: Message) -> None:
-    """Send one claimed message and record the outcome."""
-    record(provider, [attempt(provider, message)])
+def unexpected(message: Message, exc: Exception) -> Outcome:
+    log.error("sending message %s failed unexpectedly", message.uuid, exc_info=exc)
+    return Outcome(message, error=f"{type(exc).__name__}: {exc}")
 
 
 def record(provider: providers.Provider, outcomes: list[Outcome]) -> None:

@@ -1,22 +1,27 @@
 """The one door for outbound HTTP, so every provider call has timeouts.
 
 libcurl, through pycurl: a send to a local fake provider costs about a
-third of the CPU it took through urllib3 (docs/performance.md), and curl
-does the whole exchange without holding the interpreter lock, so the
-worker's sender threads do not queue for it. Each thread keeps a handle of
-its own, and with it its own kept-alive connection.
+third of the CPU it took through urllib3 (docs/performance.md). post_json
+makes one call and waits for it; each thread keeps a handle of its own, and
+with it its own kept-alive connection. Posts keeps many calls in flight at
+once on the thread that drives it, which is how the worker sends: curl
+works every connection from one event loop, where a thread per call cost
+the worker several times the CPU in thread switches and waits for the
+interpreter lock (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import selectors
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pycurl
 
@@ -24,6 +29,8 @@ __all__ = [
     "TIMEOUT",
     "Answer",
     "BadUrl",
+    "Post",
+    "Posts",
     "TimedOut",
     "Timeout",
     "Unreachable",
@@ -113,6 +120,15 @@ def new_handle(timeout: Timeout) -> pycurl.Curl:
     return curl
 
 
+@dataclass(frozen=True)
+class Post:
+    """A JSON POST to make: what post_json and Posts.start take."""
+
+    url: str
+    payload: object
+    headers: Mapping[str, str]
+
+
 def post_json(url: str, payload: object, headers: Mapping[str, str]) -> Answer:
     """POST `payload` as JSON and read the whole answer; raises Unreachable or TimedOut.
 
@@ -120,36 +136,162 @@ def post_json(url: str, payload: object, headers: Mapping[str, str]) -> Answer:
     outbox's to retry, with its backoff and its record of attempts.
     """
     curl = handle()
-    body = BytesIO()
-    received: dict[str, str] = {}
-
-    def header_line(line: bytes) -> None:
-        name, colon, value = line.decode("latin-1").partition(":")
-        if colon:
-            received[name.strip().lower()] = value.strip()
-        elif name.startswith("HTTP/"):
-            received.clear()  # a new status line (after a 100 Continue): its own headers
-
-    curl.setopt(pycurl.URL, url)
-    curl.setopt(
-        pycurl.HTTPHEADER,
-        [f"{name}: {value}" for name, value in headers.items()]
-        # "Expect:" keeps curl from waiting for a 100 Continue before the body.
-        + ["Content-Type: application/json", "Expect:"],
-    )
-    curl.setopt(pycurl.POSTFIELDS, json.dumps(payload).encode())
-    curl.setopt(pycurl.WRITEDATA, body)
-    curl.setopt(pycurl.HEADERFUNCTION, header_line)
+    exchange = Exchange(curl, Post(url, payload, headers))
     try:
         curl.perform()
     except pycurl.error as exc:
-        code, message = exc.args[0], exc.args[1] if len(exc.args) > 1 else ""
+        raise exchange.failure(*exc.args) from exc
+    return exchange.answer()
+
+
+class Exchange:
+    """One POST on a curl handle: the request set on it, and the answer as it comes."""
+
+    def __init__(self, curl: pycurl.Curl, post: Post):
+        self.curl = curl
+        self.url = post.url
+        self.body = BytesIO()
+        self.received: dict[str, str] = {}
+        curl.setopt(pycurl.URL, post.url)
+        curl.setopt(
+            pycurl.HTTPHEADER,
+            [f"{name}: {value}" for name, value in post.headers.items()]
+            # "Expect:" keeps curl from waiting for a 100 Continue before the body.
+            + ["Content-Type: application/json", "Expect:"],
+        )
+        curl.setopt(pycurl.POSTFIELDS, json.dumps(post.payload).encode())
+        curl.setopt(pycurl.WRITEDATA, self.body)
+        curl.setopt(pycurl.HEADERFUNCTION, self.header_line)
+
+    def header_line(self, line: bytes) -> None:
+        name, colon, value = line.decode("latin-1").partition(":")
+        if colon:
+            self.received[name.strip().lower()] = value.strip()
+        elif name.startswith("HTTP/"):
+            self.received.clear()  # a new status line (after a 100 Continue): its own headers
+
+    def answer(self) -> Answer:
+        status = self.curl.getinfo(pycurl.RESPONSE_CODE)
+        return Answer(status, self.received, self.body.getvalue())
+
+    def failure(self, code: int, message: str = "") -> Exception:
+        """What a curl error code means to the caller: BadUrl, TimedOut or Unreachable."""
         if code in MISCONFIGURED:
-            raise BadUrl(f"cannot send to {url!r}: {message}") from exc
+            return BadUrl(f"cannot send to {self.url!r}: {message}")
         if code in TIMED_OUT:
-            raise TimedOut(message) from exc
-        raise Unreachable(message or f"curl error {code}") from exc
-    return Answer(curl.getinfo(pycurl.RESPONSE_CODE), received, body.getvalue())
+            return TimedOut(message)
+        return Unreachable(message or f"curl error {code}")
+
+
+K = TypeVar("K")
+
+# What curl asks Posts to wait for on a socket; POLL_REMOVE (not here) is nothing.
+WATCHED = {
+    pycurl.POLL_IN: selectors.EVENT_READ,
+    pycurl.POLL_OUT: selectors.EVENT_WRITE,
+    pycurl.POLL_INOUT: selectors.EVENT_READ | selectors.EVENT_WRITE,
+}
+
+
+class Posts(Generic[K]):
+    """POSTs in flight together, driven by the thread that calls finished().
+
+    Each is started with a key and comes back from finished() with it, as
+    an Answer or the error post_json would have raised (BadUrl, TimedOut,
+    Unreachable), each with the same TIMEOUT. Handles are kept for the next
+    calls, and with them their connections. One thread only: a Posts is not
+    shared.
+    """
+
+    def __init__(self) -> None:
+        self.multi = pycurl.CurlMulti()
+        # Sockets and timer reported by curl, waited on with the kernel's
+        # own poller: select(), which pycurl's CurlMulti.select uses, cannot
+        # wait on a socket numbered past 1024.
+        self.multi.setopt(pycurl.M_SOCKETFUNCTION, self.watch)
+        self.multi.setopt(pycurl.M_TIMERFUNCTION, self.timer)
+        self.selector = selectors.DefaultSelector()
+        self.due: float | None = None  # when curl wants socket_action(SOCKET_TIMEOUT)
+        self.generation = _generation
+        self.idle: list[pycurl.Curl] = []
+        self.busy: dict[pycurl.Curl, tuple[K, Exchange]] = {}
+
+    def __len__(self) -> int:
+        return len(self.busy)
+
+    def start(self, key: K, post: Post) -> None:
+        if self.generation != _generation:
+            self.drop_idle()  # reset(): new calls take the new TIMEOUT
+        curl = self.idle.pop() if self.idle else new_handle(TIMEOUT)
+        self.busy[curl] = (key, Exchange(curl, post))
+        self.multi.add_handle(curl)
+
+    def finished(self, wait: float) -> list[tuple[K, Answer | Exception]]:
+        """The POSTs that ended, waiting up to `wait` seconds for the first of them."""
+        until = time.monotonic() + wait
+        while True:
+            done = self.collect()
+            now = time.monotonic()
+            if done or not self.busy or now >= until:
+                return done
+            timeout = until - now if self.due is None else max(0.0, min(until, self.due) - now)
+            if self.selector.get_map():
+                ready = self.selector.select(timeout)
+            else:
+                ready = []  # no socket yet (a name being looked up): only curl's timer
+                time.sleep(timeout)
+            for key, events in ready:
+                flags = (pycurl.CSELECT_IN if events & selectors.EVENT_READ else 0) | (
+                    pycurl.CSELECT_OUT if events & selectors.EVENT_WRITE else 0
+                )
+                self.multi.socket_action(key.fd, flags)
+            if self.due is not None and time.monotonic() >= self.due:
+                self.due = None
+                self.multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
+
+    def collect(self) -> list[tuple[K, Answer | Exception]]:
+        done: list[tuple[K, Answer | Exception]] = []
+        while True:
+            waiting, succeeded, failed = self.multi.info_read()
+            for curl in succeeded:
+                key, exchange = self.end(curl)
+                done.append((key, exchange.answer()))
+            for curl, code, message in failed:
+                key, exchange = self.end(curl)
+                done.append((key, exchange.failure(code, message)))
+            if not waiting:
+                return done
+
+    def end(self, curl: pycurl.Curl) -> tuple[K, Exchange]:
+        self.multi.remove_handle(curl)
+        self.idle.append(curl)
+        return self.busy.pop(curl)
+
+    def watch(self, what: int, fd: int, multi: object, data: object) -> None:
+        events = WATCHED.get(what, 0)
+        registered = fd in self.selector.get_map()
+        if registered and events:
+            self.selector.modify(fd, events)
+        elif registered:
+            self.selector.unregister(fd)
+        elif events:
+            self.selector.register(fd, events)
+
+    def timer(self, ms: int) -> None:
+        self.due = None if ms < 0 else time.monotonic() + ms / 1000
+
+    def drop_idle(self) -> None:
+        for curl in self.idle:
+            curl.close()
+        self.idle = []
+        self.generation = _generation
+
+    def abandon(self) -> None:
+        """Let go of the POSTs under way, unanswered; their connections are closed."""
+        for curl in self.busy:
+            self.multi.remove_handle(curl)
+            curl.close()
+        self.busy = {}
 
 
 def reset() -> None:

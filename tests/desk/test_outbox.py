@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -265,6 +266,45 @@ def test_a_slow_send_does_not_hold_up_the_messages_beside_it(
         slow.join()
     assert set(Message.objects.values_list("status", flat=True)) == {Message.Status.SENT}
     assert fake_messagebird.references() == {str(m.uuid): 1 for m in (first, second, third)}
+
+
+def test_a_pass_sends_its_messages_at_once_and_the_next_reuses_their_connections(
+    fake_messagebird: FakeMessageBird,
+) -> None:
+    """Two passes of one worker, each with SENDS_AT_ONCE replies stalled at the fake together."""
+    ticket = open_ticket()
+    go = [threading.Event(), threading.Event()]
+
+    def two_passes() -> None:
+        for turn in go:
+            turn.wait(10)
+            worker.send_due()
+
+    passes = threading.Thread(target=in_thread, args=(two_passes,))
+    passes.start()
+    try:
+        for round, turn in enumerate(go, start=1):
+            for n in range(worker.SENDS_AT_ONCE):
+                ticket.reply(f"reply {round}.{n}", author=None)
+            fake_messagebird.stall()
+            turn.set()
+            assert fake_messagebird.wait_for_requests(worker.SENDS_AT_ONCE * round)
+            fake_messagebird.release()
+            wait_until_sent(2 * worker.SENDS_AT_ONCE if round == 2 else worker.SENDS_AT_ONCE)
+    finally:
+        fake_messagebird.release()
+        for turn in go:
+            turn.set()
+        passes.join()
+    assert fake_messagebird.connections == worker.SENDS_AT_ONCE
+    assert len(fake_messagebird.references()) == 2 * worker.SENDS_AT_ONCE
+
+
+def wait_until_sent(count: int) -> None:
+    deadline = time.monotonic() + 10
+    while Message.objects.filter(status=Message.Status.SENT).count() < count:
+        assert time.monotonic() < deadline, f"{count} messages not sent in 10 s"
+        time.sleep(0.02)
 
 
 def test_it_keeps_a_message_queued_when_sending_breaks_unexpectedly(

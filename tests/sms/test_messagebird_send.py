@@ -188,21 +188,3 @@ def test_it_does_not_resend_a_message_accepted_without_an_id(
     error = refusal()
     assert error.permanent
     assert "no message id" in str(error)
-
-
-def test_every_sender_of_the_worker_keeps_its_connection_to_messagebird(
-    fake_messagebird: FakeMessageBird,
-) -> None:
-    """All of the worker's senders at once, twice: the second round opens no connection."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from smsdesk.desk.worker import SEND_THREADS
-
-    with ThreadPoolExecutor(SEND_THREADS) as senders:
-        for round in (1, 2):
-            fake_messagebird.stall()
-            sent = [senders.submit(send) for _ in range(SEND_THREADS)]
-            assert fake_messagebird.wait_for_requests(SEND_THREADS * round)
-            fake_messagebird.release()
-            assert all(future.result() for future in sent)
-    assert fake_messagebird.connections == SEND_THREADS

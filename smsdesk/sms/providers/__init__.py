@@ -10,6 +10,7 @@ from .base import (
     OutboundSms,
     Provider,
     ProviderError,
+    SendsOverHttp,
     WebhookRejected,
 )
 from .messagebird import MessageBird
@@ -21,6 +22,7 @@ __all__ = [
     "OutboundSms",
     "Provider",
     "ProviderError",
+    "SendsOverHttp",
     "WebhookRejected",
     "outbound",
     "get",

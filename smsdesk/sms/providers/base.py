@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from django.http import HttpRequest
+
+from smsdesk.lib import http
 
 
 @dataclass(frozen=True)
@@ -65,3 +67,16 @@ class Provider(Protocol):
     def parse_status(self, request: HttpRequest) -> DeliveryReceipt: ...
 
     def send(self, sms: OutboundSms) -> str: ...
+
+
+@runtime_checkable
+class SendsOverHttp(Protocol):
+    """A provider whose send() is one POST, in two halves, so that many go at once.
+
+    send(sms) is sent(the answer to request(sms)); the worker makes its
+    requests together on one thread (http.Posts).
+    """
+
+    def request(self, sms: OutboundSms) -> http.Post: ...
+
+    def sent(self, answer: http.Answer | Exception) -> str: ...

@@ -402,6 +402,15 @@ class MessageBird:
         return parse_fields(request_fields(request), settings.SMSDESK_DEFAULT_REGION)
 
     def send(self, sms: OutboundSms) -> str:
+        post = self.request(sms)
+        try:
+            answer: http.Answer | Exception = http.post_json(post.url, post.payload, post.headers)
+        except http.Unreachable as exc:
+            answer = exc
+        return self.sent(answer)
+
+    def request(self, sms: OutboundSms) -> http.Post:
+        """The POST that sends `sms`: the first half of send(), for http.Posts."""
         payload = {
             "originator": self.originator,
             "recipients": [sms.to],
@@ -411,22 +420,32 @@ class MessageBird:
         }
         if self.report_url:
             payload["reportUrl"] = self.report_url
-        try:
-            response = http.post_json(
-                f"{self.api_url}/messages",
-                payload,
-                headers={
-                    "Authorization": f"AccessKey {self.access_key}",
-                    "Accept": "application/json",
-                },
-            )
-        except http.TimedOut as exc:
+        return http.Post(
+            f"{self.api_url}/messages",
+            payload,
+            headers={
+                "Authorization": f"AccessKey {self.access_key}",
+                "Accept": "application/json",
+            },
+        )
+
+    def sent(self, answer: http.Answer | Exception) -> str:
+        """The second half of send(): MessageBird's id for the message, or ProviderError.
+
+        `answer` is what came back, or the error the POST ended in; an error
+        other than no answer (a BadUrl, say) is raised as it is.
+        """
+        if isinstance(answer, http.TimedOut):
             raise ProviderError(
-                f"MessageBird did not answer in time ({exc})", permanent=False
-            ) from exc
-        except http.Unreachable as exc:
-            raise ProviderError(f"could not reach MessageBird: {exc}", permanent=False) from exc
-        return self._message_id(response)
+                f"MessageBird did not answer in time ({answer})", permanent=False
+            ) from answer
+        if isinstance(answer, http.Unreachable):
+            raise ProviderError(
+                f"could not reach MessageBird: {answer}", permanent=False
+            ) from answer
+        if isinstance(answer, Exception):
+            raise answer
+        return self._message_id(answer)
 
     def _message_id(self, response: http.Answer) -> str:
         status = response.status
