@@ -56,14 +56,19 @@ IDLE_WAIT = 0.05
 # (docs/performance.md). Batches of 50 kept webhooks waiting long enough to
 # show in their p99; 20 thread as fast.
 GIVE_WAY = 3.0
+BURST_BATCH = 20
 # PostgreSQL writes in parallel, but the worker's batches run in a database
 # process that its `nice` does not reach, and during a burst they took
-# their share of the cores from the webhooks. There it gives way for as
-# long as each batch took (a burst's confirmations come as fast).
-GIVE_WAY_POSTGRES = 1.0
-BURST_BATCH = 20
+# their share of the cores from the webhooks. There it gives way for twice
+# as long as each batch took, in batches of 100: with no write lock to
+# hold briefly, the larger batch threads a text for about half the CPU of
+# one in a batch of 20, so the webhooks keep their share of the cores
+# while the worker falls less far behind a flow it cannot quite keep up
+# with (docs/performance.md).
+GIVE_WAY_POSTGRES = 2.0
+BURST_BATCH_POSTGRES = 100
 # Giving way is for a burst the worker cannot keep up with anyway. A steady
-# flow of a few hundred texts a second also fills batches of 20 as they
+# flow of a few hundred texts a second also fills the small batches as they
 # come, yet at full pace the worker keeps up with it; giving way there
 # made it fall further behind with every second the flow lasted (350
 # texts/s on SQLite: 1.8–3.9 s behind after 20 s, against none; the
@@ -76,7 +81,7 @@ BURST_BATCH = 20
 BURST_BACKLOG = 200
 MAX_LAG = 10.0
 # A worker that found itself falling behind looks again at most this often,
-# not after each batch of 20: during a burst that would be some ten more
+# not after each small batch: during a burst that would be some ten more
 # queries a second for each worker, for an answer that changes more slowly.
 BACKLOG_CHECK = 0.5
 BACKOFF_BASE = 5.0
@@ -361,6 +366,11 @@ def work_waiting() -> bool:
         return bool(cursor.fetchone()[0])
 
 
+def burst_batch() -> int:
+    """Events per batch while giving way, and after a lull (see GIVE_WAY)."""
+    return BURST_BATCH if connection.vendor == "sqlite" else BURST_BATCH_POSTGRES
+
+
 class Burst:
     """Tells whether webhooks keep coming while the worker has a backlog (see GIVE_WAY)."""
 
@@ -376,7 +386,7 @@ class Burst:
         """Seconds to leave to the webhooks after a batch: SQLite's write lock, or the cores."""
         if threaded < self.batch:
             # Whatever wakes the worker next may be the start of a burst.
-            self.batch = BURST_BATCH
+            self.batch = burst_batch()
             self.newest = None
             self.catching_up = False
             self.behind_until = 0.0
@@ -393,7 +403,7 @@ class Burst:
             # the oldest has waited MAX_LAG: full pace.
             self.batch = BATCH
             return 0.0
-        self.batch = BURST_BATCH
+        self.batch = burst_batch()
         return held * (GIVE_WAY if connection.vendor == "sqlite" else GIVE_WAY_POSTGRES)
 
     def falling_behind(self) -> bool:

@@ -301,7 +301,7 @@ def test_the_worker_gives_way_to_webhooks_only_while_they_keep_coming(
     text("+31611111111", "again", "second")
     # Another full batch, and webhooks came meanwhile: a burst.
     assert burst.pause(worker.BATCH, 0.04) == give_way
-    assert burst.batch == worker.BURST_BATCH
+    assert burst.batch == worker.burst_batch()
     # Still a backlog but nothing new: the burst is over, catch up at full pace.
     assert burst.pause(burst.batch, 0.01) == 0.0
     assert burst.batch == worker.BATCH
@@ -330,7 +330,7 @@ def test_texts_the_worker_keeps_up_with_get_no_give_way_however_full_its_batches
     text("+31611111113", "hello", "third")
     # A third waiting: the worker is falling behind, and gives way.
     assert burst.pause(burst.batch, 0.04) > 0.0
-    assert burst.batch == worker.BURST_BATCH
+    assert burst.batch == worker.burst_batch()
 
 
 def test_a_worker_whose_oldest_text_waited_too_long_catches_up_at_full_pace(
@@ -387,6 +387,7 @@ def test_a_worker_giving_way_during_a_burst_still_threads_all_of_it(
 ) -> None:
     monkeypatch.setattr(worker, "BATCH", 5)
     monkeypatch.setattr(worker, "BURST_BATCH", 3)
+    monkeypatch.setattr(worker, "BURST_BATCH_POSTGRES", 3)
     monkeypatch.setattr(worker, "BURST_BACKLOG", 5)
     pauses: list[float] = []
     batches: list[int] = []
