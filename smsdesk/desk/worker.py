@@ -268,11 +268,11 @@ class Sends:
             self.posts.abandon()
 
 
-class Posts(threading.local):
+class ThreadPosts(threading.local):
     posts: http.Posts[Message] | None = None
 
 
-_posts = Posts()
+_posts = ThreadPosts()
 
 
 def posts() -> http.Posts[Message]:

@@ -283,14 +283,14 @@ def test_a_pass_sends_its_messages_at_once_and_the_next_reuses_their_connections
     passes = threading.Thread(target=in_thread, args=(two_passes,))
     passes.start()
     try:
-        for round, turn in enumerate(go, start=1):
+        for passes_so_far, turn in enumerate(go, start=1):
             for n in range(worker.SENDS_AT_ONCE):
-                ticket.reply(f"reply {round}.{n}", author=None)
+                ticket.reply(f"reply {passes_so_far}.{n}", author=None)
             fake_messagebird.stall()
             turn.set()
-            assert fake_messagebird.wait_for_requests(worker.SENDS_AT_ONCE * round)
+            assert fake_messagebird.wait_for_requests(worker.SENDS_AT_ONCE * passes_so_far)
             fake_messagebird.release()
-            wait_until_sent(2 * worker.SENDS_AT_ONCE if round == 2 else worker.SENDS_AT_ONCE)
+            wait_until_sent(worker.SENDS_AT_ONCE * passes_so_far)
     finally:
         fake_messagebird.release()
         for turn in go:
