@@ -42,10 +42,17 @@ SENDS_AT_ONCE = 64
 SEND_BATCH = 200  # sends per pass, before the worker looks at the journal again
 BATCH_RETRIES = 3  # a batch that lost a deadlock is tried this many times per pass
 # Seconds between polls when idle. `serve` runs the worker in its own
-# process, so webhooks from the web processes are only seen by polling (one
-# query on two indexes, work_waiting); a wake-up in this process ends the
-# wait early.
+# process, so webhooks from the web processes are only seen by polling; a
+# wake-up in this process ends the wait early. A poll asks only for the
+# newest journal and message ids (Idle), and looks for work (work_waiting)
+# when either moved, or every FULL_POLL seconds for what no new row
+# announces: a retry or a lease coming due, a text handed back by
+# `smsdesk reprocess`. On PostgreSQL work_waiting steps over the index
+# entries of every row that left the journal's or the outbox's partial
+# index since the last VACUUM, which autovacuum may not run for a long
+# while: 5.6 ms a poll after 26,000 texts (docs/performance.md).
 IDLE_WAIT = 0.05
+FULL_POLL = 1.0
 # SQLite has one writer at a time, and a batch holds the write lock for as
 # long as it takes to thread. While the worker's batches come back full,
 # new texts arrive as it threads them and they pile up (a burst: see
@@ -338,7 +345,7 @@ def work_waiting() -> bool:
 
     An empty pass builds two ORM queries in two transactions, which on
     SQLite each take a turn at the write lock: about 1 CPU-ms on SQLite and
-    2 on PostgreSQL, 20 times a second for every worker (IDLE_WAIT). This
+    2 on PostgreSQL, at every idle poll that finds a new row (Idle). This
     reads both indexes in one statement, outside a transaction. It may say
     yes when a pass then finds nothing (a row another worker claims first),
     never no when there is work: its conditions are those of
@@ -427,10 +434,36 @@ class Burst:
         return True
 
 
+class Idle:
+    """Whether an idle worker should look for work (see IDLE_WAIT)."""
+
+    def __init__(self) -> None:
+        self.newest: tuple[int, int] | None = None  # the journal's and the messages' newest ids
+        self.looked = 0.0  # time.monotonic() of the last work_waiting
+
+    def look(self) -> bool:
+        newest = newest_ids()
+        now = time.monotonic()
+        if newest == self.newest and now - self.looked < FULL_POLL:
+            return False
+        self.newest, self.looked = newest, now
+        return work_waiting()
+
+
+def newest_ids() -> tuple[int, int]:
+    """The newest journal event's id and the newest message's: one step into each primary key."""
+    inbound, message = InboundEvent._meta.db_table, Message._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT (SELECT max(id) FROM {inbound}), (SELECT max(id) FROM {message})")
+        journal, messages = cursor.fetchone()
+    return journal or 0, messages or 0
+
+
 def run(stop: threading.Event) -> None:
     """Work until `stop` is set; the current batch is always finished first."""
     log.info("worker started")
     burst = Burst()
+    idle = Idle()
     done = 0
     while not stop.is_set():
         # Cleared before the pass, so work queued during it is not missed.
@@ -439,7 +472,7 @@ def run(stop: threading.Event) -> None:
             # Once a pass found nothing, the next runs only when there is
             # something for it; an empty pass would change nothing (Burst
             # is already reset), so skipping it only saves its cost.
-            if done or work_waiting():
+            if done or idle.look():
                 started = time.monotonic()
                 threaded = process_inbound(burst.batch)
                 pause = burst.pause(threaded, time.monotonic() - started)

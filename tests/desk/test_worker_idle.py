@@ -57,6 +57,7 @@ def test_an_idle_worker_runs_no_pass_until_work_arrives(monkeypatch: pytest.Monk
     monkeypatch.setattr(worker, "work_waiting", waiting)
     monkeypatch.setattr(worker, "process_inbound", inbound)
     monkeypatch.setattr(worker, "IDLE_WAIT", 0.01)
+    monkeypatch.setattr(worker, "FULL_POLL", 0.01)
     with worker_running():
         for _ in range(5):
             assert checks.acquire(timeout=WAIT)
@@ -67,3 +68,49 @@ def test_an_idle_worker_runs_no_pass_until_work_arrives(monkeypatch: pytest.Monk
     assert not InboundEvent.pending().exists()
     assert passes[0] == 1
     assert Ticket.objects.filter(contact__phone="+31622222222").exists()
+
+
+def test_an_idle_worker_looks_for_work_only_after_a_new_row_or_a_full_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checks = threading.Semaphore(0)
+    real_waiting = worker.work_waiting
+
+    def waiting() -> bool:
+        found = real_waiting()
+        checks.release()
+        return found
+
+    monkeypatch.setattr(worker, "work_waiting", waiting)
+    monkeypatch.setattr(worker, "FULL_POLL", 3600.0)
+    ticket = Ticket.objects.create(ref=new_ref(), contact=Contact.objects.create(phone="+3163"))
+    with worker_running():
+        assert checks.acquire(timeout=WAIT)  # the first poll looks
+        # Many polls (IDLE_WAIT apart), and not one look among them.
+        assert not checks.acquire(timeout=20 * worker.IDLE_WAIT)
+
+        text("+31633333333", "hi", "three")  # a new journal row
+        wait_until_threaded()
+        assert Ticket.objects.filter(contact__phone="+31633333333").exists()
+
+        reply = ticket.reply("On its way", author=None)  # a new message row
+        assert sent(reply)
+
+        # A retry coming due is no new row: only a full poll finds it.
+        later = ticket.reply("And another", author=None)
+        assert sent(later)
+        Message.objects.filter(pk=later.pk).update(
+            status=Message.Status.QUEUED, next_attempt_at=timezone.now()
+        )
+        assert not sent(later, within=20 * worker.IDLE_WAIT)
+        monkeypatch.setattr(worker, "FULL_POLL", 0.05)
+        assert sent(later)
+
+
+def sent(message: Message, within: float = WAIT) -> bool:
+    for _ in range(max(int(within / 0.05), 1)):
+        message.refresh_from_db()
+        if message.status == Message.Status.SENT:
+            return True
+        threading.Event().wait(0.05)
+    return False
