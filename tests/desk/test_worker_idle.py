@@ -40,21 +40,29 @@ def test_work_waiting_sees_pending_texts_and_due_messages_and_nothing_else() -> 
     assert not worker.work_waiting()
 
 
-def test_an_idle_worker_runs_no_pass_until_work_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
-    checks = threading.Semaphore(0)
-    passes: list[int] = []
-    real_waiting, real_inbound = worker.work_waiting, worker.process_inbound
+def counted_looks(monkeypatch: pytest.MonkeyPatch) -> threading.Semaphore:
+    """Released each time the worker looks for work (work_waiting)."""
+    looks = threading.Semaphore(0)
+    real_waiting = worker.work_waiting
 
     def waiting() -> bool:
         found = real_waiting()
-        checks.release()
+        looks.release()
         return found
+
+    monkeypatch.setattr(worker, "work_waiting", waiting)
+    return looks
+
+
+def test_an_idle_worker_runs_no_pass_until_work_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
+    checks = counted_looks(monkeypatch)
+    passes: list[int] = []
+    real_inbound = worker.process_inbound
 
     def inbound(limit: int = worker.BATCH) -> int:
         passes.append(real_inbound(limit))
         return passes[-1]
 
-    monkeypatch.setattr(worker, "work_waiting", waiting)
     monkeypatch.setattr(worker, "process_inbound", inbound)
     monkeypatch.setattr(worker, "IDLE_WAIT", 0.01)
     monkeypatch.setattr(worker, "FULL_POLL", 0.01)
@@ -73,15 +81,7 @@ def test_an_idle_worker_runs_no_pass_until_work_arrives(monkeypatch: pytest.Monk
 def test_an_idle_worker_looks_for_work_only_after_a_new_row_or_a_full_poll(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    checks = threading.Semaphore(0)
-    real_waiting = worker.work_waiting
-
-    def waiting() -> bool:
-        found = real_waiting()
-        checks.release()
-        return found
-
-    monkeypatch.setattr(worker, "work_waiting", waiting)
+    checks = counted_looks(monkeypatch)
     monkeypatch.setattr(worker, "FULL_POLL", 3600.0)
     ticket = Ticket.objects.create(ref=new_ref(), contact=Contact.objects.create(phone="+3163"))
     with worker_running():
