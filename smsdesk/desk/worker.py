@@ -242,37 +242,41 @@ class Sends:
 
     def __init__(self, provider: providers.Provider):
         self.provider = provider
-        self.http = provider if isinstance(provider, providers.SendsOverHttp) else None
-        self.posts = posts() if self.http is not None else None
+        # The provider's two halves and this thread's POSTs, or None: sent at once.
+        self.over_http = (
+            (provider, posts()) if isinstance(provider, providers.SendsOverHttp) else None
+        )
         self.ready: list[Outcome] = []
 
     def __len__(self) -> int:
-        return len(self.ready) + (len(self.posts) if self.posts is not None else 0)
+        return len(self.ready) + (len(self.over_http[1]) if self.over_http else 0)
 
     def start(self, message: Message) -> None:
         sms = OutboundSms(
             to=message.ticket.contact.phone, body=message.body, reference=str(message.uuid)
         )
-        if self.http is None or self.posts is None:
+        if self.over_http is None:
             self.ready.append(attempt(message, partial(self.provider.send, sms)))
             return
+        provider, in_flight = self.over_http
         try:
-            self.posts.start(message, self.http.request(sms))
+            in_flight.start(message, provider.request(sms))
         except Exception as exc:  # noqa: BLE001 - as in attempt()
             self.ready.append(unexpected(message, exc))
 
     def finished(self) -> list[Outcome]:
         """The sends that ended; while none has, waits for one (a second at most)."""
         done, self.ready = self.ready, []
-        if self.http is not None and self.posts is not None:
-            for message, answer in self.posts.finished(0.0 if done else 1.0):
-                done.append(attempt(message, partial(self.http.sent, answer)))
+        if self.over_http is not None:
+            provider, in_flight = self.over_http
+            for message, answer in in_flight.finished(0.0 if done else 1.0):
+                done.append(attempt(message, partial(provider.sent, answer)))
         return done
 
     def abandon(self) -> None:
         self.ready = []
-        if self.posts is not None:
-            self.posts.abandon()
+        if self.over_http is not None:
+            self.over_http[1].abandon()
 
 
 class ThreadPosts(threading.local):
