@@ -86,7 +86,7 @@ def receive_all(events: Sequence[InboundEvent]) -> list[Message]:
     target = {
         event.pk: quoted.get(event.pk) or tickets[contacts[event.sender].pk][0] for event in events
     }
-    messages = Message.objects.bulk_create(
+    messages = Message.insert_all(
         Message(
             ticket=target[event.pk],
             direction=Message.Direction.IN,

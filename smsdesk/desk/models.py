@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, cast
 
 from django.conf import settings
@@ -500,7 +502,7 @@ class Message(models.Model):
         if not texts:
             return []
         now = timezone.now()
-        messages = Message.objects.bulk_create(
+        messages = Message.insert_all(
             Message(
                 ticket=ticket,
                 direction=cls.Direction.OUT,
@@ -518,6 +520,39 @@ class Message(models.Model):
             )
         )
         transaction.on_commit(wake_worker)
+        return messages
+
+    @classmethod
+    def insert_all(cls, messages: Iterable[Message]) -> list[Message]:
+        """Store new messages, a statement per INSERT_ROWS, and give them their ids.
+
+        What bulk_create stores, for less CPU. It prepares every value of
+        every row through its field, and the worker stores two messages for
+        each text from a new number (the text and its confirmation); here
+        only the values that need it are prepared (insert_plan). Threading a
+        batch of 100 new numbers took some 15 % less CPU in the worker
+        (docs/performance.md). A test checks that the rows are the ones the
+        ORM would store.
+        """
+        messages = list(messages)
+        fields, prepared = insert_plan(connection.vendor)
+        quote = connection.ops.quote_name
+        table = quote(cls._meta.db_table)
+        columns = ", ".join(quote(cast(str, field.column)) for field in fields)
+        returning = f" RETURNING {quote('id')}, {quote('uuid')}"
+        uuids = [field.name for field in fields].index("uuid")
+        for start in range(0, len(messages), INSERT_ROWS):
+            chunk = messages[start : start + INSERT_ROWS]
+            rows = [[prepare(message) for prepare in prepared] for message in chunk]
+            values, params = insert_values(fields, rows)
+            by_uuid = {row[uuids]: message for row, message in zip(rows, chunk, strict=True)}
+            with connection.cursor() as cursor:
+                cursor.execute(f"INSERT INTO {table} ({columns}) {values}{returning}", params)
+                for pk, stored_uuid in cursor.fetchall():
+                    message = by_uuid[stored_uuid]
+                    message.pk = pk
+                    message._state.adding = False
+                    message._state.db = connection.alias
         return messages
 
     @classmethod
@@ -782,3 +817,33 @@ def insert_values(
         ]
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     return "VALUES " + ", ".join([row] * len(rows)), [value for values in rows for value in values]
+
+
+INSERT_ROWS = 500  # messages per INSERT: SQLite takes 32,766 values in a statement
+
+
+@functools.cache
+def insert_plan(vendor: str) -> tuple[list[models.Field[Any, Any]], list[Callable[[Message], Any]]]:
+    """Message's columns but the id, and how to read each one's value off a message.
+
+    Strings, numbers and foreign keys go as they are, and on PostgreSQL
+    times and UUIDs too, as the ORM passes them to psycopg; on SQLite these
+    go through their field, which writes them as text.
+    """
+    fields = [field for field in Message._meta.concrete_fields if not field.primary_key]
+    plain: tuple[type[models.Field[Any, Any]], ...] = (
+        models.CharField,
+        models.TextField,
+        models.IntegerField,
+        models.ForeignKey,
+    )
+    if vendor == "postgresql":
+        plain += (models.DateTimeField, models.UUIDField)
+
+    def reader(field: models.Field[Any, Any]) -> Callable[[Message], Any]:
+        read = attrgetter(field.attname)
+        if isinstance(field, plain):
+            return read
+        return lambda message: field.get_db_prep_save(read(message), connection)
+
+    return fields, [reader(field) for field in fields]
