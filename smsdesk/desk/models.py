@@ -640,16 +640,9 @@ class Message(models.Model):
         "sending" when it ends is due again (the worker died mid-send).
         """
         now = timezone.now()
+        due, claimed = cls._claim_queries()
         with transaction.atomic():
-            due = (
-                cls.objects.select_for_update(skip_locked=True)
-                .filter(
-                    status__in=[cls.Status.QUEUED, cls.Status.SENDING], next_attempt_at__lte=now
-                )
-                .order_by("next_attempt_at", "id")
-                .values_list("id", flat=True)[:limit]
-            )
-            ids = list(due)
+            ids = list(due.filter(next_attempt_at__lte=now)[:limit])
             if not ids:
                 return []  # the idle worker's every poll: nothing more to build
             cls.objects.filter(id__in=ids).update(
@@ -657,6 +650,23 @@ class Message(models.Model):
                 attempts=F("attempts") + 1,
                 next_attempt_at=now + cls.LEASE,
             )
+        return list(claimed.filter(id__in=ids))
+
+    @classmethod
+    @functools.cache
+    def _claim_queries(cls) -> tuple[models.QuerySet[Message, int], models.QuerySet[Message]]:
+        """The claim's two reads, built once and narrowed to each claim's rows.
+
+        A steady flow is claimed a few messages at a time, and there the ORM's
+        work per claim counts: building and compiling the second read took
+        1.7 CPU-ms on a slow core, 1.0 from a query built once.
+        """
+        due = (
+            cls.objects.select_for_update(skip_locked=True)
+            .filter(status__in=[cls.Status.QUEUED, cls.Status.SENDING])
+            .order_by("next_attempt_at", "id")
+            .values_list("id", flat=True)
+        )
         # Read after the claim, in one statement and so from one snapshot: a
         # STOP threaded by another worker meanwhile shows either as the
         # contact's opt-out or as a text still unthreaded in the journal
@@ -670,11 +680,11 @@ class Message(models.Model):
         # (13 ms a claim with 23k waiting, against 0.2 ms for a probe per
         # claimed row on inbound_event_pending_sender, which this always is).
         waiting = Subquery(unthreaded.values("id")[:1])
-        claimed = cls.objects.filter(id__in=ids).annotate(held=IsNull(waiting, False))
+        claimed = cls.objects.annotate(held=IsNull(waiting, False))
         # Only what sending and recording read: whole rows of three tables
         # cost more to convert than the rest of the claim.
         claimed = claimed.select_related("ticket__contact").only(*cls.SENDING_FIELDS)
-        return list(claimed.order_by("id"))
+        return due, claimed.order_by("id")
 
     def _this_claim(self) -> models.QuerySet[Message]:
         return Message._these_claims([self])
@@ -811,12 +821,17 @@ def insert_values(
     4 CPU-ms of a batch of 100 tickets on a slow core.
     """
     if connection.vendor == "postgresql":
-        arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
-        return f"SELECT * FROM UNNEST({arrays})", [
-            list(column) for column in zip(*rows, strict=True)
-        ]
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        return unnest_sql(tuple(fields)), columns
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     return "VALUES " + ", ".join([row] * len(rows)), [value for values in rows for value in values]
+
+
+@functools.cache
+def unnest_sql(fields: tuple[models.Field[Any, Any], ...]) -> str:
+    """`SELECT * FROM UNNEST(…)` of an array per field, cast to its type (PostgreSQL only)."""
+    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+    return f"SELECT * FROM UNNEST({arrays})"
 
 
 INSERT_ROWS = 500  # messages per INSERT: SQLite takes 32,766 values in a statement
