@@ -529,8 +529,8 @@ class Message(models.Model):
         What bulk_create stores, for less CPU. It prepares every value of
         every row through its field, and the worker stores two messages for
         each text from a new number (the text and its confirmation); here
-        only the values that need it are prepared (insert_plan). Threading a
-        batch of 100 new numbers took some 15 % less CPU in the worker
+        only the values that need it are prepared (insert_plan). A pass of
+        100 events took some 16 % fewer instructions in the worker
         (docs/performance.md). A test checks that the rows are the ones the
         ORM would store.
         """
@@ -818,7 +818,7 @@ def insert_values(
 
     On PostgreSQL an array per column: a placeholder per value made psycopg
     parse the statement anew each time (it caches those of 50 or fewer),
-    4 CPU-ms of a batch of 100 tickets on a slow core.
+    3-4 CPU-ms of a batch of 100 tickets on a slow core.
     """
     if connection.vendor == "postgresql":
         columns = [list(column) for column in zip(*rows, strict=True)]
