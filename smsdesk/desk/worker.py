@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -19,6 +20,7 @@ from django.db import (
     connection,
     transaction,
 )
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from smsdesk.lib import http
@@ -131,9 +133,15 @@ def process_inbound(limit: int = BATCH) -> int:
 
 
 def claim_events(limit: int) -> list[InboundEvent]:
+    return list(claimable()[:limit])
+
+
+@functools.cache
+def claimable() -> QuerySet[InboundEvent]:
+    """The claim's query, built once: a steady flow claims a few events at a time."""
     pending = InboundEvent.pending().select_for_update(skip_locked=True)
     # The raw request is for audit and re-processing; threading never reads it.
-    return list(pending.defer("raw")[:limit])
+    return pending.defer("raw")
 
 
 def thread_one(event_id: int) -> int:
