@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import threading
@@ -10,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 
 from django.db import (
     DatabaseError,
@@ -136,7 +135,7 @@ def claim_events(limit: int) -> list[InboundEvent]:
     return list(claimable()[:limit])
 
 
-@functools.cache
+@cache
 def claimable() -> QuerySet[InboundEvent]:
     """The claim's query, built once: a steady flow claims a few events at a time."""
     pending = InboundEvent.pending().select_for_update(skip_locked=True)
