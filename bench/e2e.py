@@ -24,10 +24,8 @@ Starts bench/fake_provider.py (it logs the time each message arrives) and
 from __future__ import annotations
 
 import argparse
-import http.client
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import common
@@ -81,33 +79,12 @@ def steady(
     for n, number in enumerate(numbers):
         content_type, body = loadgen.flow_builder_body(number, f"{tag}-{n}", "form")
         token = loadgen.sign(base_url + "/webhook", body, len(numbers) / rate + 600)
-        requests.append(
-            (number, body, {"Content-Type": content_type, "MessageBird-Signature-JWT": token})
-        )
-    sent: dict[str, float] = {}
-    start = time.monotonic()
-
-    def send(first: int) -> None:
-        conn = http.client.HTTPConnection(base_url.removeprefix("http://"), timeout=30)
-        try:
-            for i in range(first, len(requests), connections):
-                number, body, headers = requests[i]
-                time.sleep(max(0.0, start + i / rate - time.monotonic()))
-                sent[number] = time.time()
-                conn.request("POST", "/webhook", body, headers)
-                response = conn.getresponse()
-                response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"webhook answered {response.status}")
-                if answers is not None:
-                    answers.append((time.time() - sent[number]) * 1000)
-        finally:
-            conn.close()
-
-    with ThreadPoolExecutor(connections) as pool:
-        for done in [pool.submit(send, first) for first in range(connections)]:
-            done.result()  # a refused webhook fails the run
-    return sent
+        headers = {"Content-Type": content_type, "MessageBird-Signature-JWT": token}
+        requests.append(("/webhook", body, headers))
+    done = loadgen.paced(base_url, requests, rate, connections)
+    if answers is not None:
+        answers += done.answer_ms
+    return dict(zip(numbers, done.sent, strict=True))
 
 
 def warm_up(desk: common.Desk, log: Path, timeout: float) -> None:
