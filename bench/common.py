@@ -139,17 +139,22 @@ def database(kind: str, workdir: Path, tag: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def count(database_url: str, sql: str) -> int:
-    """One integer from the database (a fresh connection: the desk is another process)."""
+def rows(database_url: str, sql: str) -> list[tuple[object, ...]]:
+    """The rows of one query (a fresh connection: the desk is another process)."""
     if database_url.startswith("sqlite"):
         db = sqlite3.connect(urlsplit(database_url).path[1:], timeout=60)
         try:
-            return int(db.execute(sql).fetchone()[0])
+            return list(db.execute(sql).fetchall())
         finally:
             db.close()
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(sql).fetchone()
-        return int(row[0]) if row else 0
+        return list(conn.execute(sql).fetchall())
+
+
+def count(database_url: str, sql: str) -> int:
+    """One integer from the database."""
+    found = rows(database_url, sql)
+    return int(found[0][0]) if found else 0  # type: ignore[call-overload]
 
 
 def desk_env(database_url: str, base_url: str, **extra: str) -> dict[str, str]:

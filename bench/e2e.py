@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from common import Row
 # before its next webhook, so at 1,000/s a single one would fall behind as
 # soon as answers take over a millisecond.
 SENDERS = 16
+DIAGNOSED = 20  # texts never confirmed whose state a row reports
 
 
 def received(log: Path) -> dict[str, float]:
@@ -160,7 +162,10 @@ def sustained(
         + (f"; PostgreSQL {db_cpu * per_message:.2f}" if db_cpu else ""),
     ]
     if missing:
-        notes.append(f"{missing} not confirmed in {args.timeout:g} s")
+        lost = [n for n in numbers if n not in got]
+        notes.append(
+            f"{missing} not confirmed in {args.timeout:g} s ({unconfirmed(database_url, lost)})"
+        )
     return Row(
         kind,
         "worker",
@@ -172,6 +177,42 @@ def sustained(
         load,
         failed=bool(missing),
     )
+
+
+def unconfirmed(database_url: str, numbers: Sequence[str]) -> str:
+    """Where the texts of numbers never confirmed stand, by the database: a note for the row."""
+    listed = ", ".join(f"'{number}'" for number in numbers[:DIAGNOSED])
+    events = {
+        sender: (threaded, error)
+        for sender, threaded, error in common.rows(
+            database_url,
+            "SELECT sender, processed_at IS NOT NULL, error FROM sms_inboundevent"
+            f" WHERE sender IN ({listed})",
+        )
+    }
+    confirmations = {
+        phone: f"its confirmation {status} after {attempts} attempts {str(error)[:80]}".strip()
+        for phone, status, attempts, error in common.rows(
+            database_url,
+            "SELECT c.phone, m.status, m.attempts, m.last_error FROM desk_message m"
+            " JOIN desk_ticket t ON t.id = m.ticket_id JOIN desk_contact c ON c.id = t.contact_id"
+            f" WHERE m.direction = 'out' AND c.phone IN ({listed})",
+        )
+    }
+    states: Counter[str] = Counter()
+    for number in numbers[:DIAGNOSED]:
+        if number not in events:
+            states["NOT IN THE JOURNAL"] += 1
+            continue
+        threaded, error = events[number]
+        if error:
+            states[f"threading failed: {str(error)[:80]}"] += 1
+        elif not threaded:
+            states["not threaded"] += 1
+        else:
+            states[confirmations.get(number, "threaded, no confirmation queued")] += 1
+    shown = f"the first {DIAGNOSED}" if len(numbers) > DIAGNOSED else "of these"
+    return f"{shown}: " + ", ".join(f"{n} {state}" for state, n in states.most_common())
 
 
 def stored(database_url: str) -> int:

@@ -26,7 +26,6 @@ import os
 import re
 import selectors
 import socket
-import sqlite3
 import subprocess
 import threading
 import time
@@ -39,7 +38,6 @@ from urllib.parse import urlsplit
 import common
 import httpx
 import loadgen
-import psycopg
 from common import Row
 
 REF_IN_LIST = re.compile(r'href="/admin/tickets/([A-Z0-9]+)"')
@@ -72,17 +70,6 @@ def prepare(database_url: str) -> None:
         capture_output=True,
         timeout=120,
     )
-
-
-def rows(database_url: str, sql: str) -> list[tuple[object, ...]]:
-    if database_url.startswith("sqlite"):
-        db = sqlite3.connect(urlsplit(database_url).path[1:], timeout=60)
-        try:
-            return list(db.execute(sql).fetchall())
-        finally:
-            db.close()
-    with psycopg.connect(database_url) as conn:
-        return list(conn.execute(sql).fetchall())
 
 
 # 1. Latency
@@ -225,13 +212,13 @@ def steady(base_url: str, numbers: Sequence[str], rate: float) -> dict[str, floa
 def published(database_url: str) -> dict[str, float]:
     """Customer number → when the first "message" event naming its ticket was written."""
     ticket_phones = dict(
-        rows(
+        common.rows(
             database_url,
             "SELECT t.id, c.phone FROM desk_ticket t JOIN desk_contact c ON c.id = t.contact_id",
         )
     )
     first: dict[str, float] = {}
-    for tickets, created in rows(
+    for tickets, created in common.rows(
         database_url, "SELECT tickets, created FROM live_event WHERE kind = 'message' ORDER BY id"
     ):
         when = timestamp(created)
@@ -250,7 +237,7 @@ def timestamp(value: object) -> float:
 def ticket_refs(database_url: str) -> dict[str, str]:
     """Customer number → ticket ref."""
     sql = "SELECT c.phone, t.ref FROM desk_ticket t JOIN desk_contact c ON c.id = t.contact_id"
-    return {str(phone): str(ref) for phone, ref in rows(database_url, sql)}
+    return {str(phone): str(ref) for phone, ref in common.rows(database_url, sql)}
 
 
 # 2. The crowd
