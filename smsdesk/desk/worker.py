@@ -88,6 +88,16 @@ BURST_BATCH_POSTGRES = 100
 # every text a wait that grows for as long as the flood lasts.
 BURST_BACKLOG = 200
 MAX_LAG = 10.0
+# Nor for a flow the workers could keep up with at full pace. Giving way
+# slows them, so the backlog grows under a flow they could have kept up
+# with, as it does in a burst: at a steady 1,000 texts/s each text waited
+# 3–6 s more by the end of 20 s, on SQLite and PostgreSQL alike, while the
+# webhooks were answered no faster (docs/performance.md). So, once there
+# is a window of BACKLOG_CHECK seconds to tell by, the worker gives way
+# only while texts arrive more than KEEP_UP times as fast as the workers
+# would thread them at full pace: a burst at c=64 came 1.5 to 6 times as
+# fast, a steady flow the workers kept up with at most 1.1 times.
+KEEP_UP = 1.25
 # A worker that found itself falling behind looks again at most this often,
 # not after each small batch: during a burst that would be some ten more
 # queries a second for each worker, for an answer that changes more slowly.
@@ -399,6 +409,7 @@ class Burst:
         self.batch = BATCH  # events to claim next
         self.catching_up = False  # the oldest text waited MAX_LAG: full pace until none waits
         self.behind_until = 0.0  # time.monotonic() until which falling_behind holds
+        self.pace = Pace()
 
     def pause(self, threaded: int, held: float) -> float:
         """Seconds to leave to the webhooks after a batch: SQLite's write lock, or the cores."""
@@ -408,6 +419,7 @@ class Burst:
             self.newest = None
             self.catching_up = False
             self.behind_until = 0.0
+            self.pace = Pace()
             return 0.0
         newest, self.newest = self.newest, InboundEvent.newest_id()
         if newest is None:
@@ -422,27 +434,66 @@ class Burst:
             self.batch = BATCH
             return 0.0
         self.batch = burst_batch()
-        return held * (GIVE_WAY if connection.vendor == "sqlite" else GIVE_WAY_POSTGRES)
+        pause = held * (GIVE_WAY if connection.vendor == "sqlite" else GIVE_WAY_POSTGRES)
+        self.pace.paused += pause
+        return pause
 
     def falling_behind(self) -> bool:
-        """Whether BURST_BACKLOG texts wait, none of them yet for MAX_LAG (see BURST_BACKLOG)."""
+        """Whether BURST_BACKLOG texts wait, none of them yet for MAX_LAG, and more
+        keep coming than the workers could keep up with (see BURST_BACKLOG, KEEP_UP)."""
         if self.catching_up:
             return False
-        if time.monotonic() < self.behind_until:
+        now = time.monotonic()
+        if now < self.behind_until:
             return True
         waiting = InboundEvent.pending()
-        oldest = waiting.values_list("received_at", flat=True).first()
+        oldest = waiting.values_list("received_at", "id").first()
         if oldest is None:
             return False
-        if timezone.now() - oldest >= timedelta(seconds=MAX_LAG):
+        if timezone.now() - oldest[0] >= timedelta(seconds=MAX_LAG):
             self.catching_up = True
             return False
         # In the index's order: without it PostgreSQL may plan a scan of the
         # whole journal (see work_waiting).
         if not waiting.values_list("id", flat=True)[BURST_BACKLOG - 1 : BURST_BACKLOG]:
             return False
-        self.behind_until = time.monotonic() + BACKLOG_CHECK
+        if self.pace.keeps_up(now, self.newest or 0, oldest[1]):
+            return False
+        self.behind_until = now + BACKLOG_CHECK
         return True
+
+
+class Pace:
+    """How fast texts arrive, and how fast the workers would thread them at full pace.
+
+    Told by the ids at the two ends of the journal's backlog: the newest
+    moves as texts arrive, the oldest waiting as the workers thread them,
+    all of them, in the order they came. Over a window of at least
+    BACKLOG_CHECK seconds, the texts threaded are scaled up by the share of
+    the window this worker spent giving way (each gives way for the same
+    share of its time): what the workers would have threaded had none of
+    them paused.
+    """
+
+    def __init__(self) -> None:
+        self.mark: tuple[float, int, int] | None = None  # (time.monotonic(), newest, oldest)
+        self.paused = 0.0  # seconds given way since the mark
+        self.verdict: bool | None = None  # from the last whole window; None before one
+
+    def keeps_up(self, now: float, newest: int, oldest: int) -> bool | None:
+        """Whether the workers keep up at full pace, by the last whole window; None: unknown yet."""
+        if self.mark is None:
+            self.mark, self.paused = (now, newest, oldest), 0.0
+            return None
+        then, newest_then, oldest_then = self.mark
+        span = now - then
+        if span >= BACKLOG_CHECK:
+            working = max(span - self.paused, span / 10)
+            arriving = (newest - newest_then) / span
+            full_pace = (oldest - oldest_then) / working
+            self.verdict = arriving <= full_pace * KEEP_UP
+            self.mark, self.paused = (now, newest, oldest), 0.0
+        return self.verdict
 
 
 class Idle:

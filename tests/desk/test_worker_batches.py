@@ -333,6 +333,47 @@ def test_texts_the_worker_keeps_up_with_get_no_give_way_however_full_its_batches
     assert burst.batch == worker.burst_batch()
 
 
+def test_a_flow_the_workers_would_keep_up_with_at_full_pace_gets_no_give_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker, "BURST_BACKLOG", 2)
+    monkeypatch.setattr(worker, "BACKLOG_CHECK", 0.0)
+    burst = worker.Burst()
+    text("+31611111111", "hello", "a1")
+    assert burst.pause(worker.BATCH, 0.0001) == 0.0
+    text("+31611111112", "hello", "a2")
+    text("+31611111113", "hello", "a3")
+    # Texts piling up, and no window yet to tell a burst by: give way.
+    assert burst.pause(worker.BATCH, 0.0001) > 0.0
+    # Since then the workers threaded three texts while two more came:
+    # a flow they keep up with, though two wait. Full pace.
+    InboundEvent.objects.update(processed_at=timezone.now())
+    text("+31611111114", "hello", "b1")
+    text("+31611111115", "hello", "b2")
+    assert burst.pause(burst.batch, 0.0001) == 0.0
+    assert burst.batch == worker.BATCH
+    # Ten more came and none was threaded: a burst again.
+    for n in range(10):
+        text(f"+3161222{n:04d}", "hello", f"c{n}")
+    assert burst.pause(burst.batch, 0.0001) > 0.0
+    assert burst.batch == worker.burst_batch()
+
+
+def test_the_pace_counts_the_time_given_way_as_time_the_workers_could_have_threaded() -> None:
+    pace = worker.Pace()
+    assert pace.keeps_up(0.0, newest=1000, oldest=800) is None
+    # 1,000 texts/s came; 400 threaded while giving way for 0.6 s of the
+    # second: at full pace 1,000/s.
+    pace.paused = 0.6
+    assert pace.keeps_up(1.0, newest=2000, oldest=1200) is True
+    # 3,000/s came; 500 threaded while giving way for 0.75 s: 2,000/s at
+    # full pace, too few for the flow.
+    pace.paused = 0.75
+    assert pace.keeps_up(2.0, newest=5000, oldest=1700) is False
+    # Within a window the last verdict stands.
+    assert pace.keeps_up(2.0 + worker.BACKLOG_CHECK / 2, newest=9000, oldest=1700) is False
+
+
 def test_a_worker_whose_oldest_text_waited_too_long_catches_up_at_full_pace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
