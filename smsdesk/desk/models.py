@@ -189,7 +189,9 @@ class Ticket(models.Model):
 
         SQL, as the ORM's bulk_create returns no ids with ignore_conflicts and
         so cannot tell which rows went in. Rows in contact id order, so that
-        two workers take the index entries in the same order.
+        two workers take the index entries in the same order. A row went in
+        if its contact and ref came back: two rows of one batch may draw the
+        same ref, and only the first of them goes in.
         """
         if not rows:
             return []
@@ -208,14 +210,15 @@ class Ticket(models.Model):
         values, params = insert_values(fields, prepared)
         sql = (
             f"INSERT INTO {quote(Ticket._meta.db_table)} ({columns}) {values}"
-            f" ON CONFLICT DO NOTHING RETURNING {quote('id')}, {quote('ref')}"
+            " ON CONFLICT DO NOTHING"
+            f" RETURNING {quote('id')}, {quote('contact_id')}, {quote('ref')}"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            inserted = dict((ref, pk) for pk, ref in cursor.fetchall())
-        opened = [ticket for ticket in new if ticket.ref in inserted]
+            inserted = {(contact_id, ref): pk for pk, contact_id, ref in cursor.fetchall()}
+        opened = [ticket for ticket in new if (ticket.contact_id, ticket.ref) in inserted]
         for ticket in opened:
-            ticket.pk = inserted[ticket.ref]
+            ticket.pk = inserted[ticket.contact_id, ticket.ref]
             ticket._state.adding = False
         return opened
 

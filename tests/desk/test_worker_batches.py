@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from smsdesk.desk import worker
+from smsdesk.desk import models, worker
 from smsdesk.desk.models import Contact, Message, Ticket, new_ref
 from smsdesk.lib import http
 from smsdesk.sms.models import InboundEvent
@@ -92,6 +92,27 @@ def test_a_batch_with_a_duplicate_new_number_opens_one_ticket_per_number() -> No
     for ticket in Ticket.objects.all():
         assert len(inbound(ticket)) == 3
         assert confirmations(ticket) == 1
+
+
+def test_two_new_numbers_drawing_the_same_ref_in_one_batch_each_get_their_own_ticket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 30^6 refs: a batch of 200 new numbers draws one twice about once in
+    # 37,000 batches. The second must draw again, not take the first's ticket.
+    drawn = iter(["SAME22", "SAME22", "OTHER3"])
+    monkeypatch.setattr(models, "new_ref", lambda: next(drawn))
+    text("+31640000001", "from the first", "r1")
+    text("+31640000002", "from the second", "r2", after=timedelta(milliseconds=1))
+    assert worker.process_inbound() == 2
+    tickets = {t.contact.phone: t for t in Ticket.objects.select_related("contact")}
+    assert {phone: t.ref for phone, t in tickets.items()} == {
+        "+31640000001": "SAME22",
+        "+31640000002": "OTHER3",
+    }
+    assert inbound(tickets["+31640000001"]) == ["from the first"]
+    assert inbound(tickets["+31640000002"]) == ["from the second"]
+    assert confirmations(tickets["+31640000001"]) == 1
+    assert confirmations(tickets["+31640000002"]) == 1
 
 
 def test_a_closed_ticket_is_not_reused_by_a_batch() -> None:
