@@ -354,14 +354,22 @@ def test_texts_the_worker_keeps_up_with_get_no_give_way_however_full_its_batches
     assert burst.batch == worker.burst_batch()
 
 
+def past_a_first_full_batch(
+    monkeypatch: pytest.MonkeyPatch, backlog: int, held: float
+) -> worker.Burst:
+    """A worker's Burst after its first full batch since a lull, looking at every batch."""
+    monkeypatch.setattr(worker, "BURST_BACKLOG", backlog)
+    monkeypatch.setattr(worker, "BACKLOG_CHECK", 0.0)
+    burst = worker.Burst()
+    text("+31611111111", "hello", "first")
+    assert burst.pause(worker.BATCH, held) == 0.0
+    return burst
+
+
 def test_a_flow_the_workers_would_keep_up_with_at_full_pace_gets_no_give_way(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(worker, "BURST_BACKLOG", 2)
-    monkeypatch.setattr(worker, "BACKLOG_CHECK", 0.0)
-    burst = worker.Burst()
-    text("+31611111111", "hello", "a1")
-    assert burst.pause(worker.BATCH, 0.0001) == 0.0
+    burst = past_a_first_full_batch(monkeypatch, backlog=2, held=0.0001)
     text("+31611111112", "hello", "a2")
     text("+31611111113", "hello", "a3")
     # Texts piling up, and no window yet to tell a burst by: give way.
@@ -411,11 +419,7 @@ def test_on_sqlite_the_small_batches_of_giving_way_count_at_what_they_cost() -> 
 def test_a_worker_whose_oldest_text_waited_too_long_catches_up_at_full_pace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(worker, "BURST_BACKLOG", 1)
-    monkeypatch.setattr(worker, "BACKLOG_CHECK", 0.0)
-    burst = worker.Burst()
-    text("+31611111111", "hello", "first")
-    assert burst.pause(worker.BATCH, 0.04) == 0.0
+    burst = past_a_first_full_batch(monkeypatch, backlog=1, held=0.04)
     text("+31611111112", "hello", "second")
     assert burst.pause(worker.BATCH, 0.04) > 0.0
     # The oldest text has now waited MAX_LAG: the worker stops giving way…
