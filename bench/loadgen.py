@@ -357,7 +357,10 @@ class _Connection:
         if not found:
             return None
         lines = head.decode("latin-1").split("\r\n")
-        fields = dict(line.lower().split(": ", 1) for line in lines[1:])
+        fields = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")  # a value may be empty, or follow with no space
+            fields[name.strip().lower()] = value.strip()
         if len(body) < int(fields.get("content-length", "0")):
             return None
         return self.index, int(lines[0].split()[1])
