@@ -165,8 +165,7 @@ def claimable() -> QuerySet[InboundEvent]:
 def thread_one(event_id: int) -> int:
     """Thread one event in its own transaction, recording its error if it fails. 1 if taken."""
     with transaction.atomic():
-        pending = InboundEvent.pending().select_for_update(skip_locked=True).defer("raw")
-        event = pending.filter(pk=event_id).first()
+        event = claimable().filter(pk=event_id).first()
         if event is None:
             return 0  # another worker took it meanwhile
         try:
