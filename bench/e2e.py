@@ -77,12 +77,11 @@ def steady(
     holds up the next webhook, so faster rates spread them over several.
     `answers`, if given, gets how long each webhook took to be answered (ms).
     """
-    requests = []
-    for n, number in enumerate(numbers):
-        content_type, body = loadgen.flow_builder_body(number, f"{tag}-{n}", "form")
-        token = loadgen.sign(base_url + "/webhook", body, len(numbers) / rate + 600)
-        headers = {"Content-Type": content_type, "MessageBird-Signature-JWT": token}
-        requests.append(("/webhook", body, headers))
+    lifetime = len(numbers) / rate + 600
+    requests = [
+        loadgen.webhook(base_url, number, f"{tag}-{n}", lifetime)
+        for n, number in enumerate(numbers)
+    ]
     done = loadgen.paced(base_url, requests, rate, connections)
     if answers is not None:
         answers += done.answer_ms

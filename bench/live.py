@@ -190,23 +190,12 @@ def steady(base_url: str, numbers: Sequence[str], rate: float) -> dict[str, floa
     one would be taken for a redelivery and dropped.
     """
     tag = next(NUMBERS)
-    requests = []
-    for number in numbers:
-        content_type, body = loadgen.flow_builder_body(number, f"bench-live-{tag}-{number}", "form")
-        token = loadgen.sign(base_url + "/webhook", body, len(numbers) / rate + 600)
-        requests.append(
-            (number, body, {"Content-Type": content_type, "MessageBird-Signature-JWT": token})
-        )
-    sent: dict[str, float] = {}
-    start = time.monotonic()
-    with httpx.Client(base_url=base_url, timeout=30) as client:
-        for i, (number, body, headers) in enumerate(requests):
-            time.sleep(max(0.0, start + i / rate - time.monotonic()))
-            sent[number] = time.time()
-            response = client.post("/webhook", content=body, headers=headers)
-            if response.status_code != 200:
-                raise RuntimeError(f"webhook answered {response.status_code}")
-    return sent
+    lifetime = len(numbers) / rate + 600
+    requests = [
+        loadgen.webhook(base_url, number, f"bench-live-{tag}-{number}", lifetime)
+        for number in numbers
+    ]
+    return dict(zip(numbers, loadgen.paced(base_url, requests, rate).sent, strict=True))
 
 
 def published(database_url: str) -> dict[str, float]:

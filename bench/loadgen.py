@@ -182,6 +182,15 @@ def flow_builder_body(sender: str, key: str, fmt: str) -> tuple[str, bytes]:
     return "application/x-www-form-urlencoded", urlencode(fields).encode()
 
 
+def webhook(
+    base_url: str, sender: str, key: str, lifetime: float, fmt: str = "form", path: str = "/webhook"
+) -> tuple[str, bytes, dict[str, str]]:
+    """A signed Flow Builder webhook from `sender` with message id `key`: (path, body, headers)."""
+    content_type, body = flow_builder_body(sender, key, fmt)
+    token = sign(base_url + path, body, lifetime)
+    return path, body, {"Content-Type": content_type, "MessageBird-Signature-JWT": token}
+
+
 def write_requests(
     file: Path,
     base_url: str,
@@ -191,12 +200,11 @@ def write_requests(
     path: str = "/webhook",
 ) -> int:
     """Sign and write one request per (sender, message id); returns how many."""
-    url = base_url + path
     n = 0
     with file.open("w") as out:
         for sender, key in webhooks:
-            content_type, body = flow_builder_body(sender, key, fmt)
-            token = sign(url, body, lifetime)
+            _, body, headers = webhook(base_url, sender, key, lifetime, fmt, path)
+            content_type, token = headers["Content-Type"], headers["MessageBird-Signature-JWT"]
             out.write(f"{path}\t{content_type}\t{token}\t{body.decode()}\n")
             n += 1
     return n
