@@ -634,16 +634,19 @@ class Message(models.Model):
     LEASE = timedelta(seconds=60)  # a worker that dies mid-send frees its rows after this
 
     @classmethod
-    def claim_due(cls, limit: int) -> list[Message]:
+    def claim_due(cls, limit: int, since: datetime | None = None) -> list[Message]:
         """Take due outbound messages for this worker alone.
 
         On PostgreSQL SKIP LOCKED lets several workers claim side by side;
         SQLite's IMMEDIATE transactions hold the write lock from BEGIN, which
         serialises claims the same way. A claim is a lease: a row still in
         "sending" when it ends is due again (the worker died mid-send).
+        `since`: only messages due no earlier than that (the worker's Floors).
         """
         now = timezone.now()
         due, claimed = cls._claim_queries()
+        if since is not None:
+            due = due.filter(next_attempt_at__gte=since)
         with transaction.atomic():
             ids = list(due.filter(next_attempt_at__lte=now)[:limit])
             if not ids:

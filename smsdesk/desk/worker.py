@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache, partial
 
 from django.db import (
@@ -21,6 +21,7 @@ from django.db import (
 )
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from smsdesk.lib import http
 from smsdesk.live.events import maybe_prune
@@ -48,12 +49,24 @@ BATCH_RETRIES = 3  # a batch that lost a deadlock is tried this many times per p
 # newest journal and message ids (Idle), and looks for work (work_waiting)
 # when either moved, or every FULL_POLL seconds for what no new row
 # announces: a retry or a lease coming due, a text handed back by
-# `smsdesk reprocess`. On PostgreSQL work_waiting steps over the index
-# entries of every row that left the journal's or the outbox's partial
-# index since the last VACUUM, which autovacuum may not run for a long
-# while: 5.6 ms a poll after 26,000 texts (docs/performance.md).
+# `smsdesk reprocess`.
 IDLE_WAIT = 0.05
 FULL_POLL = 1.0
+# On PostgreSQL a text threaded, or a message sent, leaves its entry in the
+# partial index it left (inbound_event_pending, message_outbox_due) until a
+# VACUUM takes it out, and a scan from the index's start steps over every
+# such entry before the first row that waits. Autovacuum lets a fifth of
+# a table die before it vacuums, and on a large table it skips the indexes
+# while under 2 % of its pages hold dead rows: a journal of ten million
+# texts may carry two million such entries. With two million in each
+# index a claim of 100 texts took 7.5 ms instead of 1.8, and a look for
+# work 11.8 ms instead of 0.3 (bench/dead_entries.py). So the worker's
+# scans start at a floor (Floors), FLOOR_SLACK before the first row that
+# waited at its last full look, which is once a FULL_POLL. A row that
+# waits with an older key comes to light at the next full look: a text
+# handed back by `smsdesk reprocess`, a claim another worker rolled back,
+# or a row whose commit came FLOOR_SLACK after the clock it was stamped by.
+FLOOR_SLACK = timedelta(seconds=10)
 # SQLite has one writer at a time, and a batch holds the write lock for as
 # long as it takes to thread. While the worker's batches come back full,
 # new texts arrive as it threads them and they pile up (a burst: see
@@ -120,7 +133,7 @@ RETRY_AFTER_CAP = 86400.0  # the longest wait a provider's Retry-After may ask f
 TRANSIENT = (OperationalError, InterfaceError)
 
 
-def process_inbound(limit: int = BATCH) -> int:
+def process_inbound(limit: int = BATCH, since: datetime | None = None) -> int:
     """Thread pending journal events into tickets, oldest first. Returns how many.
 
     A batch per transaction, claimed with SKIP LOCKED (PostgreSQL) so parallel
@@ -129,13 +142,14 @@ def process_inbound(limit: int = BATCH) -> int:
     if one still loses a deadlock the batch is rolled back and tried again.
     A batch that fails otherwise is rolled back and its events are threaded
     one by one: the failing event keeps its error and is left for an
-    operator to re-process, the others carry on.
+    operator to re-process, the others carry on. `since`: only texts
+    received no earlier (Floors).
     """
     events: list[InboundEvent] = []
     for attempt in range(1, BATCH_RETRIES + 1):
         try:
             with transaction.atomic():
-                events = claim_events(limit)
+                events = claim_events(limit, since)
                 if not events:
                     return 0
                 receive_all(events)
@@ -150,8 +164,9 @@ def process_inbound(limit: int = BATCH) -> int:
     raise AssertionError("unreachable")
 
 
-def claim_events(limit: int) -> list[InboundEvent]:
-    return list(claimable()[:limit])
+def claim_events(limit: int, since: datetime | None = None) -> list[InboundEvent]:
+    claim = claimable() if since is None else claimable().filter(received_at__gte=since)
+    return list(claim[:limit])
 
 
 @cache
@@ -192,7 +207,7 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
-def send_due(limit: int = SEND_BATCH) -> int:
+def send_due(limit: int = SEND_BATCH, since: datetime | None = None) -> int:
     """Send due outbound messages, up to `limit`, SENDS_AT_ONCE at a time. Returns how many.
 
     Rows are claimed only as sends free up, so every claimed row is being
@@ -200,7 +215,8 @@ def send_due(limit: int = SEND_BATCH) -> int:
     (Message.LEASE) runs down, and a stalled send holds up no one but its
     own row. Outcomes are recorded in bulk, a few UPDATEs per refill. The
     longest a claim lives is one send plus the wait for the sends beside
-    it to end: two HTTP timeouts, well inside the lease.
+    it to end: two HTTP timeouts, well inside the lease. `since`: only
+    messages due no earlier (Floors).
     """
     provider = providers.outbound()
     sends = Sends(provider)
@@ -217,7 +233,7 @@ def send_due(limit: int = SEND_BATCH) -> int:
                 finished = []
                 wanted = min(SENDS_AT_ONCE - len(sends), limit - claimed)
                 if more and wanted > 0:
-                    batch = Message.claim_due(wanted)
+                    batch = Message.claim_due(wanted, since)
                     more = len(batch) == wanted
                     claimed += len(batch)
                     for message in clear_to_send(batch):
@@ -369,7 +385,7 @@ def run_once() -> int:
     return process_inbound() + send_due()
 
 
-def work_waiting() -> bool:
+def work_waiting(journal_from: datetime | None = None, outbox_from: datetime | None = None) -> bool:
     """Whether a pass would find anything to do: one query, for the idle worker's polls.
 
     An empty pass builds two ORM queries in two transactions, which on
@@ -377,10 +393,20 @@ def work_waiting() -> bool:
     2 on PostgreSQL, at every idle poll that finds a new row (Idle). This
     reads both indexes in one statement, outside a transaction. It may say
     yes when a pass then finds nothing (a row another worker claims first),
-    never no when there is work: its conditions are those of
-    InboundEvent.pending() and Message.claim_due(), and a message is due
-    only while it has a next attempt (message_outbox_due).
+    never no when there is work at or after the floors given: its
+    conditions are those of InboundEvent.pending() and Message.claim_due().
+    """
+    pending, due = first_waiting(journal_from, outbox_from)
+    return pending is not None or (due is not None and due <= timezone.now())
 
+
+def first_waiting(
+    journal_from: datetime | None = None, outbox_from: datetime | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """When the first text waiting was received, and when the first message is due.
+
+    Each from its partial index, at or after the floor given (Floors); a
+    message is due only while it has a next attempt (message_outbox_due).
     Each asks for the first row in its index's order rather than whether
     one exists: PostgreSQL plans an EXISTS by its guess of how many rows
     match, and after a burst, with no statistics or with statistics taken
@@ -389,17 +415,30 @@ def work_waiting() -> bool:
     step into the index whatever it guesses.
     """
     inbound, message = InboundEvent._meta, Message._meta
+    journal_floor = " AND received_at >= %s" if journal_from else ""
+    outbox_floor = " AND next_attempt_at >= %s" if outbox_from else ""
     sql = (
-        f"SELECT (SELECT id FROM {inbound.db_table}"
-        " WHERE processed_at IS NULL AND error = ''"
-        " ORDER BY received_at, id LIMIT 1) IS NOT NULL"
-        f" OR (SELECT next_attempt_at FROM {message.db_table}"
-        " WHERE next_attempt_at IS NOT NULL ORDER BY next_attempt_at LIMIT 1) <= %s"
+        f"SELECT (SELECT received_at FROM {inbound.db_table}"
+        f" WHERE processed_at IS NULL AND error = ''{journal_floor}"
+        " ORDER BY received_at, id LIMIT 1),"
+        f" (SELECT next_attempt_at FROM {message.db_table}"
+        f" WHERE next_attempt_at IS NOT NULL{outbox_floor}"
+        " ORDER BY next_attempt_at LIMIT 1)"
     )
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    floors = [floor for floor in (journal_from, outbox_from) if floor]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now])
-        return bool(cursor.fetchone()[0])
+        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(f) for f in floors])
+        pending, due = cursor.fetchone()
+    return read_time(pending), read_time(due)
+
+
+def read_time(value: datetime | str | None) -> datetime | None:
+    """A timestamp from a raw query: SQLite's come back naive or as text, in UTC."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def burst_batch() -> int:
@@ -415,7 +454,8 @@ def burst_cost() -> float:
 class Burst:
     """Tells whether webhooks keep coming while the worker has a backlog (see GIVE_WAY)."""
 
-    def __init__(self) -> None:
+    def __init__(self, floors: Floors | None = None) -> None:
+        self.floors = floors  # where its look at the backlog starts; None: the journal's start
         # The journal's newest id after the last full batch; None after a
         # lull, when there is nothing yet to tell growth from.
         self.newest: int | None = None
@@ -462,7 +502,7 @@ class Burst:
         now = time.monotonic()
         if now < self.behind_until:
             return True
-        waiting = InboundEvent.pending()
+        waiting = InboundEvent.pending(self.floors.journal if self.floors else None)
         oldest = waiting.values_list("received_at", "id").first()
         if oldest is None:
             return False
@@ -513,20 +553,46 @@ class Pace:
         return self.verdict
 
 
+class Floors:
+    """Where the worker's scans of the journal and the outbox start (see FLOOR_SLACK)."""
+
+    def __init__(self) -> None:
+        self.journal: datetime | None = None  # None: from the index's start
+        self.outbox: datetime | None = None
+        self.looked = -FULL_POLL  # time.monotonic() of the last full look
+
+    def due(self) -> bool:
+        return time.monotonic() - self.looked >= FULL_POLL
+
+    def look(self) -> bool:
+        """A full look, from the indexes' start: sets the floors; whether work waits."""
+        pending, due = first_waiting()
+        now = timezone.now()
+        self.journal = min(pending or now, now) - FLOOR_SLACK
+        self.outbox = min(due or now, now) - FLOOR_SLACK
+        self.looked = time.monotonic()
+        return pending is not None or (due is not None and due <= now)
+
+    def keep(self) -> None:
+        """Before a pass of a busy worker: a full look once a FULL_POLL."""
+        if self.due():
+            self.look()
+
+
 class Idle:
     """Whether an idle worker should look for work (see IDLE_WAIT)."""
 
-    def __init__(self) -> None:
+    def __init__(self, floors: Floors) -> None:
+        self.floors = floors
         self.newest: tuple[int, int] | None = None  # the journal's and the messages' newest ids
-        self.looked = 0.0  # time.monotonic() of the last work_waiting
 
     def look(self) -> bool:
-        newest = newest_ids()
-        now = time.monotonic()
-        if newest == self.newest and now - self.looked < FULL_POLL:
+        newest, self.newest = self.newest, newest_ids()
+        if self.floors.due():
+            return self.floors.look()
+        if newest == self.newest:
             return False
-        self.newest, self.looked = newest, now
-        return work_waiting()
+        return work_waiting(self.floors.journal, self.floors.outbox)
 
 
 def newest_ids() -> tuple[int, int]:
@@ -541,8 +607,9 @@ def newest_ids() -> tuple[int, int]:
 def run(stop: threading.Event) -> None:
     """Work until `stop` is set; the current batch is always finished first."""
     log.info("worker started")
-    burst = Burst()
-    idle = Idle()
+    floors = Floors()
+    burst = Burst(floors)
+    idle = Idle(floors)
     done = 0
     while not stop.is_set():
         # Cleared before the pass, so work queued during it is not missed.
@@ -552,10 +619,11 @@ def run(stop: threading.Event) -> None:
             # something for it; an empty pass would change nothing (Burst
             # is already reset), so skipping it only saves its cost.
             if done or idle.look():
+                floors.keep()
                 started = time.monotonic()
-                threaded = process_inbound(burst.batch)
+                threaded = process_inbound(burst.batch, floors.journal)
                 pause = burst.pause(threaded, time.monotonic() - started)
-                done = threaded + send_due()
+                done = threaded + send_due(since=floors.outbox)
                 if pause:
                     stop.wait(pause)
         except DatabaseError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from datetime import datetime
 
 from django.db import connections, models, router, transaction
 from django.utils import timezone
@@ -135,8 +136,12 @@ class InboundEvent(models.Model):
         )
 
     @classmethod
-    def pending(cls) -> models.QuerySet[InboundEvent]:
-        return cls.objects.filter(processed_at__isnull=True, error="").order_by("received_at", "id")
+    def pending(cls, since: datetime | None = None) -> models.QuerySet[InboundEvent]:
+        """Texts waiting to be threaded, oldest first; `since`: received no earlier (Floors)."""
+        waiting = cls.objects.filter(processed_at__isnull=True, error="")
+        if since is not None:
+            waiting = waiting.filter(received_at__gte=since)
+        return waiting.order_by("received_at", "id")
 
     @classmethod
     def newest_id(cls) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -41,16 +41,16 @@ def test_work_waiting_sees_pending_texts_and_due_messages_and_nothing_else() -> 
 
 
 def counted_looks(monkeypatch: pytest.MonkeyPatch) -> threading.Semaphore:
-    """Released each time the worker looks for work (work_waiting)."""
+    """Released each time the worker looks for work (first_waiting)."""
     looks = threading.Semaphore(0)
-    real_waiting = worker.work_waiting
+    real_waiting = worker.first_waiting
 
-    def waiting() -> bool:
-        found = real_waiting()
+    def waiting(*floors: datetime | None) -> tuple[datetime | None, datetime | None]:
+        found = real_waiting(*floors)
         looks.release()
         return found
 
-    monkeypatch.setattr(worker, "work_waiting", waiting)
+    monkeypatch.setattr(worker, "first_waiting", waiting)
     return looks
 
 
@@ -59,8 +59,8 @@ def test_an_idle_worker_runs_no_pass_until_work_arrives(monkeypatch: pytest.Monk
     passes: list[int] = []
     real_inbound = worker.process_inbound
 
-    def inbound(limit: int = worker.BATCH) -> int:
-        passes.append(real_inbound(limit))
+    def inbound(limit: int = worker.BATCH, since: datetime | None = None) -> int:
+        passes.append(real_inbound(limit, since))
         return passes[-1]
 
     monkeypatch.setattr(worker, "process_inbound", inbound)
