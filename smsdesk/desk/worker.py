@@ -62,11 +62,14 @@ FULL_POLL = 1.0
 # index a claim of 100 texts took 7.5 ms instead of 1.8, and a look for
 # work 11.8 ms instead of 0.3 (bench/dead_entries.py). So the worker's
 # scans start at a floor (Floors), FLOOR_SLACK before the first row that
-# waited at its last full look, which is once a FULL_POLL. A row that
-# waits with an older key comes to light at the next full look: a text
-# handed back by `smsdesk reprocess`, a claim another worker rolled back,
-# or a row whose commit came FLOOR_SLACK after the clock it was stamped by.
+# waited at its last look. Once a FULL_LOOK it looks from the indexes'
+# start instead, for a row that came to wait with an older key: a text
+# handed back by `smsdesk reprocess`, or a row whose commit came
+# FLOOR_SLACK after the clock it was stamped by. Not more often: such a
+# look reads the whole index, 120 MB of it on a journal of ten million,
+# which took 9–78 ms a look (docs/performance.md).
 FLOOR_SLACK = timedelta(seconds=10)
+FULL_LOOK = 30.0
 # SQLite has one writer at a time, and a batch holds the write lock for as
 # long as it takes to thread. While the worker's batches come back full,
 # new texts arrive as it threads them and they pile up (a burst: see
@@ -386,7 +389,7 @@ def run_once() -> int:
 
 
 def work_waiting(journal_from: datetime | None = None, outbox_from: datetime | None = None) -> bool:
-    """Whether a pass would find anything to do: one query, for the idle worker's polls.
+    """Whether a pass would find anything to do: one query (the idle worker's, in Floors.look).
 
     An empty pass builds two ORM queries in two transactions, which on
     SQLite each take a turn at the write lock: about 1 CPU-ms on SQLite and
@@ -396,7 +399,11 @@ def work_waiting(journal_from: datetime | None = None, outbox_from: datetime | N
     never no when there is work at or after the floors given: its
     conditions are those of InboundEvent.pending() and Message.claim_due().
     """
-    pending, due = first_waiting(journal_from, outbox_from)
+    return waits(*first_waiting(journal_from, outbox_from))
+
+
+def waits(pending: datetime | None, due: datetime | None) -> bool:
+    """Whether a text waits or a message is due, by what first_waiting found."""
     return pending is not None or (due is not None and due <= timezone.now())
 
 
@@ -559,23 +566,29 @@ class Floors:
     def __init__(self) -> None:
         self.journal: datetime | None = None  # None: from the index's start
         self.outbox: datetime | None = None
-        self.looked = -FULL_POLL  # time.monotonic() of the last full look
+        self.looked = -FULL_LOOK  # time.monotonic() of the last look from the start
 
-    def due(self) -> bool:
-        return time.monotonic() - self.looked >= FULL_POLL
+    def full_look_due(self) -> bool:
+        return time.monotonic() - self.looked >= FULL_LOOK
 
     def look(self) -> bool:
-        """A full look, from the indexes' start: sets the floors; whether work waits."""
-        pending, due = first_waiting()
+        """Whether work waits, from the floors or, once a FULL_LOOK, from the start.
+
+        The floors follow what the look found: no row waited below it, but
+        for one whose commit is still to come (FLOOR_SLACK).
+        """
+        full = self.full_look_due()
+        pending, due = first_waiting() if full else first_waiting(self.journal, self.outbox)
         now = timezone.now()
         self.journal = min(pending or now, now) - FLOOR_SLACK
         self.outbox = min(due or now, now) - FLOOR_SLACK
-        self.looked = time.monotonic()
-        return pending is not None or (due is not None and due <= now)
+        if full:
+            self.looked = time.monotonic()
+        return waits(pending, due)
 
     def keep(self) -> None:
-        """Before a pass of a busy worker: a full look once a FULL_POLL."""
-        if self.due():
+        """Before a pass of a busy worker, which does not look: a look from the start when due."""
+        if self.full_look_due():
             self.look()
 
 
@@ -585,14 +598,15 @@ class Idle:
     def __init__(self, floors: Floors) -> None:
         self.floors = floors
         self.newest: tuple[int, int] | None = None  # the journal's and the messages' newest ids
+        self.looked = 0.0  # time.monotonic() of the last look
 
     def look(self) -> bool:
-        newest, self.newest = self.newest, newest_ids()
-        if self.floors.due():
-            return self.floors.look()
-        if newest == self.newest:
+        newest = newest_ids()
+        now = time.monotonic()
+        if newest == self.newest and now - self.looked < FULL_POLL:
             return False
-        return work_waiting(self.floors.journal, self.floors.outbox)
+        self.newest, self.looked = newest, now
+        return self.floors.look()
 
 
 def newest_ids() -> tuple[int, int]:

@@ -18,4 +18,6 @@ class InboundEventAdmin(admin.ModelAdmin[InboundEvent]):
     @admin.action(description="Re-process the selected failed events")
     def reprocess(self, request: HttpRequest, queryset: QuerySet[InboundEvent]) -> None:
         count = queryset.filter(processed_at__isnull=True).exclude(error="").update(error="")
-        self.message_user(request, f"Re-queued {count} event(s).")
+        self.message_user(
+            request, f"Re-queued {count} event(s); the worker threads them within half a minute."
+        )

@@ -17,7 +17,10 @@ from tests.desk.workers import WAIT, text, worker_running
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_full_look_sets_each_floor_a_slack_before_what_waits_first_or_before_now() -> None:
+def test_a_full_look_sets_each_floor_a_slack_before_what_waits_first_or_before_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker, "FULL_LOOK", 0.0)  # every look from the indexes' start
     floors = worker.Floors()
     before = timezone.now()
     assert not floors.look()
@@ -36,6 +39,24 @@ def test_a_full_look_sets_each_floor_a_slack_before_what_waits_first_or_before_n
     assert floors.look()
     assert floors.journal == an_hour_ago - worker.FLOOR_SLACK
     assert floors.outbox == a_minute_ago - worker.FLOOR_SLACK
+
+
+def test_a_look_from_the_floors_raises_them_to_what_waits_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker, "FULL_LOOK", 3600.0)
+    floors = worker.Floors()
+    assert not floors.look()  # the first look is from the start
+    assert floors.journal is not None
+    first = floors.journal
+
+    old = text("+31644440006", "hi", "old")
+    InboundEvent.objects.filter(pk=old.pk).update(received_at=first - timedelta(minutes=1))
+    assert not floors.look()  # below the floor: left for the next full look
+    later = text("+31644440007", "hi", "later")
+    assert floors.look()
+    assert floors.journal == later.received_at - worker.FLOOR_SLACK
+    assert floors.journal > first
 
 
 def test_claims_and_looks_from_a_floor_leave_what_waits_below_it() -> None:
@@ -59,7 +80,7 @@ def test_claims_and_looks_from_a_floor_leave_what_waits_below_it() -> None:
 def test_a_text_handed_back_below_the_floor_is_threaded_at_the_next_full_look(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(worker, "FULL_POLL", 3600.0)
+    monkeypatch.setattr(worker, "FULL_LOOK", 3600.0)
     failed = text("+31644440003", "hi", "failed")
     InboundEvent.objects.filter(pk=failed.pk).update(
         received_at=timezone.now() - timedelta(hours=1), error="RuntimeError: a bug since fixed"
@@ -72,8 +93,8 @@ def test_a_text_handed_back_below_the_floor_is_threaded_at_the_next_full_look(
         assert threaded(text("+31644440005", "hi", "next"))
         assert not threaded(failed, within=0)  # below the floor, for now
 
-        monkeypatch.setattr(worker, "FULL_POLL", 0.05)
-        assert threaded(failed)
+        monkeypatch.setattr(worker, "FULL_LOOK", 0.05)
+        assert threaded(failed)  # at the next look, once a FULL_POLL
     assert Ticket.objects.filter(contact__phone="+31644440003").exists()
 
 

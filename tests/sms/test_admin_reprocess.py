@@ -33,7 +33,7 @@ def test_an_admin_sees_the_error_and_reprocesses_the_event(admin_client: Client)
         {"action": "reprocess", "_selected_action": [broken.pk]},
         follow=True,
     )
-    assert "Re-queued 1 event(s)." in response.content.decode()
+    assert "Re-queued 1 event(s); the worker threads them" in response.content.decode()
     drain()
     assert Ticket.objects.get().contact.phone == "+31612345678"
     untouched.refresh_from_db()

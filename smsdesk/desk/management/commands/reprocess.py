@@ -27,4 +27,6 @@ class Command(BaseCommand):
             return
         chosen = failed if all else failed.filter(pk__in=ids)
         count = chosen.update(error="")
-        self.stdout.write(f"Re-queued {count} event(s); the worker threads them on its next pass.")
+        self.stdout.write(
+            f"Re-queued {count} event(s); the worker threads them within half a minute."
+        )
