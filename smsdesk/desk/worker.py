@@ -46,10 +46,9 @@ BATCH_RETRIES = 3  # a batch that lost a deadlock is tried this many times per p
 # Seconds between polls when idle. `serve` runs the worker in its own
 # process, so webhooks from the web processes are only seen by polling; a
 # wake-up in this process ends the wait early. A poll asks only for the
-# newest journal and message ids (Idle), and looks for work (work_waiting)
+# newest journal and message ids (Idle), and looks for work (Floors.look)
 # when either moved, or every FULL_POLL seconds for what no new row
-# announces: a retry or a lease coming due, a text handed back by
-# `smsdesk reprocess`.
+# announces: a retry or a lease coming due.
 IDLE_WAIT = 0.05
 FULL_POLL = 1.0
 # On PostgreSQL a text threaded, or a message sent, leaves its entry in the
@@ -389,7 +388,7 @@ def run_once() -> int:
 
 
 def work_waiting(journal_from: datetime | None = None, outbox_from: datetime | None = None) -> bool:
-    """Whether a pass would find anything to do: one query (the idle worker's, in Floors.look).
+    """Whether a pass would find anything to do: one query (the idle worker's, through Floors).
 
     An empty pass builds two ORM queries in two transactions, which on
     SQLite each take a turn at the write lock: about 1 CPU-ms on SQLite and
@@ -574,8 +573,9 @@ class Floors:
     def look(self) -> bool:
         """Whether work waits, from the floors or, once a FULL_LOOK, from the start.
 
-        The floors follow what the look found: no row waited below it, but
-        for one whose commit is still to come (FLOOR_SLACK).
+        The floors follow what the look found: from where it started, no
+        row waited before that, but one whose commit is still to come
+        (FLOOR_SLACK).
         """
         full = self.full_look_due()
         pending, due = first_waiting() if full else first_waiting(self.journal, self.outbox)
