@@ -388,7 +388,7 @@ def run_once() -> int:
 
 
 def work_waiting(journal_from: datetime | None = None, outbox_from: datetime | None = None) -> bool:
-    """Whether a pass would find anything to do: one query (the idle worker's, through Floors).
+    """Whether a pass would find anything to do: one query, the question Floors.look asks.
 
     An empty pass builds two ORM queries in two transactions, which on
     SQLite each take a turn at the write lock: about 1 CPU-ms on SQLite and
