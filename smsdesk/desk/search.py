@@ -24,9 +24,13 @@ What a query matches:
   ticket, case-insensitively and anywhere inside a word (`refun` finds
   "refund"), but not necessarily in the same place: in the contact's name,
   in the contact's number or sender id (`PayPal`), or in any of the ticket's
-  messages, old or new: customer texts, replies, the automatic confirmation
-  and agents' internal notes. A word of digits also matches phone numbers.
-  The first MAX_TERMS words count.
+  messages, old or new, that people wrote: customer texts, agents' replies
+  and internal notes. A word of digits also matches phone numbers. The
+  first MAX_TERMS words count.
+- The desk's automatic texts (the confirmation, the answers to STOP, START
+  and HELP) are left out: they say the same in every ticket, so their words
+  ("support", "ticket") would find them all. The ref a confirmation gives
+  is found as a ref, above.
 - A query needs one term with three letters or digits in a row: the
   trigram indexes cannot look up anything shorter. Shorter words narrow the
   tickets found by the others; a query of short words only matches nothing
@@ -39,8 +43,11 @@ How it stays fast at 100k tickets / 1M messages (docs/performance.md):
 PostgreSQL has pg_trgm GIN indexes on UPPER(body), UPPER(name) and
 UPPER(phone), the very expressions of Django's icontains; SQLite has FTS5
 trigram tables (desk_message_fts, desk_contact_fts) kept in step by
-triggers (migration 0004). An index finds the messages containing a word,
-but a common word is in hundreds of thousands of them, and gathering those
+triggers (migrations 0004 and 0010). Both hold only the messages people
+wrote (written()), which also spares the worker: a confirmation's row is
+written three times on its way out, and PostgreSQL adds its words to the
+index each time. An index finds the messages containing a word, but a
+common word is in hundreds of thousands of them, and gathering those
 only to keep the 25 most recent tickets is slow. Walking the tickets in
 inbox order and checking each one's messages is fast for a common word
 (the page fills within a few dozen tickets) and slow for a rare one (it
@@ -206,9 +213,18 @@ def on_each_ticket(term: Term) -> Q:
     for field, needle in term.contact:
         match |= Q(**{f"contact__{field}__icontains": needle})
     if term.body:
-        messages = Message.objects.filter(ticket=OuterRef("pk"), body__icontains=term.body)
+        messages = written().filter(ticket=OuterRef("pk"), body__icontains=term.body)
         match |= Q(Exists(messages))
     return match
+
+
+def written() -> QuerySet[Message]:
+    """The messages search looks in: all but the desk's automatic texts.
+
+    Exactly the rows the indexes hold (a partial index on PostgreSQL, the
+    triggers' condition on SQLite); a walk must not find more.
+    """
+    return Message.objects.filter(purpose="")
 
 
 @dataclass(frozen=True)
@@ -241,7 +257,7 @@ class Index:
     tickets of the messages found, so `Rare.messages` holds ticket ids."""
 
     def probe_messages(self, needle: str) -> QuerySet[Any] | RawSQL:
-        return Message.objects.filter(body__icontains=needle).values_list("ticket_id")
+        return written().filter(body__icontains=needle).values_list("ticket_id")
 
     def probe_contacts(self, needles: list[tuple[str, str]]) -> QuerySet[Any] | RawSQL:
         match = Q()
@@ -367,23 +383,24 @@ def remember_common(alias: str, term: Term, found: int) -> None:
 
 
 # SQLite: the FTS5 tables stay in step with desk_message and desk_contact
-# through these triggers (as migration 0004 creates them). SQLite drops a
+# through these triggers (as migrations 0004 and 0010 create them). SQLite drops a
 # table's triggers with the table, and Django rebuilds a table for many
 # AddField and AlterField migrations, so after every migrate they are put
 # back (DeskConfig.ready connects restore_sqlite_triggers to post_migrate).
 SQLITE_TRIGGERS: dict[str, dict[str, str]] = {
     "desk_message_fts": {
-        "desk_message_fts_insert": "AFTER INSERT ON desk_message BEGIN"
+        "desk_message_fts_insert": "AFTER INSERT ON desk_message WHEN new.purpose = '' BEGIN"
         " INSERT INTO desk_message_fts (rowid, body) VALUES (new.id, new.body);"
         " END",
-        "desk_message_fts_delete": "AFTER DELETE ON desk_message BEGIN"
+        "desk_message_fts_delete": "AFTER DELETE ON desk_message WHEN old.purpose = '' BEGIN"
         " INSERT INTO desk_message_fts (desk_message_fts, rowid, body)"
         " VALUES ('delete', old.id, old.body);"
         " END",
-        "desk_message_fts_update": "AFTER UPDATE OF body ON desk_message BEGIN"
+        "desk_message_fts_update": "AFTER UPDATE OF body, purpose ON desk_message BEGIN"
         " INSERT INTO desk_message_fts (desk_message_fts, rowid, body)"
-        " VALUES ('delete', old.id, old.body);"
-        " INSERT INTO desk_message_fts (rowid, body) VALUES (new.id, new.body);"
+        " SELECT 'delete', old.id, old.body WHERE old.purpose = '';"
+        " INSERT INTO desk_message_fts (rowid, body)"
+        " SELECT new.id, new.body WHERE new.purpose = '';"
         " END",
     },
     "desk_contact_fts": {
@@ -400,6 +417,16 @@ SQLITE_TRIGGERS: dict[str, dict[str, str]] = {
         " INSERT INTO desk_contact_fts (rowid, name, phone) VALUES (new.id, new.name, new.phone);"
         " END",
     },
+}
+# How each index is filled afresh from its table: the message index holds
+# only the rows its triggers take in.
+SQLITE_REFILL: dict[str, list[str]] = {
+    "desk_message_fts": [
+        "INSERT INTO desk_message_fts (desk_message_fts) VALUES ('delete-all')",
+        "INSERT INTO desk_message_fts (rowid, body)"
+        " SELECT id, body FROM desk_message WHERE purpose = ''",
+    ],
+    "desk_contact_fts": ["INSERT INTO desk_contact_fts (desk_contact_fts) VALUES ('rebuild')"],
 }
 
 
@@ -423,6 +450,7 @@ def restore_sqlite_triggers(using: str = DEFAULT_DB_ALIAS, **kwargs: object) -> 
                 continue  # not migrated this far (or migrated back), or intact
             for name in missing:
                 cursor.execute(f"CREATE TRIGGER {name} {triggers[name]}")
-            cursor.execute(f"INSERT INTO {table} ({table}) VALUES ('rebuild')")
+            for sql in SQLITE_REFILL[table]:
+                cursor.execute(sql)
             restored += missing
     return restored

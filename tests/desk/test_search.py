@@ -214,6 +214,20 @@ def test_replies_and_internal_notes_are_searched(path: str) -> None:
     assert refs("reseller") == ["K7Q2ZD"]
 
 
+def test_the_desks_automatic_texts_are_not_searched(path: str) -> None:
+    # The same words in every ticket: they would find them all.
+    confirmed = ticket("K7Q2ZD", "+447700900001", "Hi")
+    confirmation = "Thanks for contacting customer support! Your ticket ID is K7Q2ZD."
+    for purpose, body in [("confirmation", confirmation), ("help", "Reply STOP to opt out")]:
+        Message.objects.create(
+            ticket=confirmed, direction=Message.Direction.OUT, body=body, purpose=purpose
+        )
+    ticket("M3N4PR", "+447700900002", "Hi", "Customer support here, how can we help?")
+    assert refs("customer support") == ["M3N4PR"]
+    assert refs("opt out") == []
+    assert refs("K7Q2ZD") == ["K7Q2ZD"]  # its ref, as a ref
+
+
 def test_short_words_only_narrow_what_longer_ones_find(path: str) -> None:
     ticket("K7Q2ZD", "+447700900001", "Box 12 is broken")
     ticket("M3N4PR", "+447700900002", "Box 34 is broken", minutes=5)
@@ -279,6 +293,31 @@ def test_an_outbox_status_update_keeps_the_text_findable() -> None:
     assert refs("refund") == ["K7Q2ZD"]
 
 
+def test_an_automatic_text_edited_or_deleted_leaves_the_index_sound() -> None:
+    item = ticket("K7Q2ZD", "+447700900001", "My toaster sparks")
+    automatic = Message.objects.create(
+        ticket=item, direction=Message.Direction.OUT, body="Ticket K7Q2ZD", purpose="confirmation"
+    )
+    Message.objects.filter(pk=automatic.pk).update(status=Message.Status.SENT, body="Ticket 42")
+    assert refs("ticket") == []
+    Message.objects.filter(pk=automatic.pk).update(purpose="")  # a text like any other now
+    assert refs("ticket") == ["K7Q2ZD"]
+    Message.objects.filter(pk=automatic.pk).update(purpose="help")
+    assert refs("ticket") == []
+    item.messages.all().delete()
+    assert refs("toaster") == []
+    assert_index_sound()
+
+
+def assert_index_sound() -> None:
+    """SQLite: an external-content index told to forget a row it never held is corrupt."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO desk_message_fts (desk_message_fts) VALUES ('integrity-check')"
+            )
+
+
 def test_a_renamed_contact_is_found_by_the_new_name_only() -> None:
     item = ticket("K7Q2ZD", "+447700900001", "Hi", name="Ana Silva")
     Contact.objects.filter(pk=item.contact_id).update(name="Ana Kowalski")
@@ -300,10 +339,13 @@ def test_lost_triggers_are_put_back_and_the_index_catches_up() -> None:
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER desk_message_fts_insert")
     Message.objects.create(ticket=item, direction=Message.Direction.IN, body="About my toaster")
+    automatic(item)
     assert refs("toaster") == []  # written while the trigger was gone
     assert restore_sqlite_triggers() == ["desk_message_fts_insert"]
     assert refs("toaster") == ["K7Q2ZD"]
+    assert not automatic_texts_indexed()
     assert restore_sqlite_triggers() == []
+    assert_index_sound()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -317,6 +359,53 @@ def test_the_search_migration_reverses_and_indexes_the_rows_already_stored() -> 
     assert search_objects()
     assert refs("toaster") == ["K7Q2ZD"]
     assert refs("silva") == ["K7Q2ZD"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_takes_the_automatic_texts_already_stored_out_of_the_index() -> None:
+    automatic(ticket("K7Q2ZD", "+447700900001", "My toaster sparks"))
+    try:
+        call_command("migrate", "desk", "0009", verbosity=0)
+        assert automatic_texts_indexed()
+    finally:
+        call_command("migrate", verbosity=0)
+    assert not automatic_texts_indexed()
+    assert refs("toaster") == ["K7Q2ZD"]
+    assert_index_sound()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's trigram index")
+def test_a_word_is_looked_up_in_the_partial_index_of_what_people_wrote() -> None:
+    # The index only serves a query whose conditions imply its own.
+    index = search_module.Index()
+    sql, params = index.probe(index.probe_messages("toaster"), connection.alias)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "desk_message_body_trgm" in plan
+
+
+def automatic(item: Ticket) -> Message:
+    return Message.objects.create(
+        ticket=item,
+        direction=Message.Direction.OUT,
+        body="Thanks for contacting customer support!",
+        purpose="confirmation",
+    )
+
+
+def automatic_texts_indexed() -> bool:
+    """Whether the message index holds the desk's automatic texts (see automatic())."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                "SELECT count(*) FROM desk_message_fts WHERE desk_message_fts MATCH %s",
+                ['"customer support"'],
+            )
+            return bool(cursor.fetchone()[0])
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'desk_message_body_trgm'")
+        return "WHERE" not in cursor.fetchone()[0]
 
 
 def search_objects() -> set[str]:
