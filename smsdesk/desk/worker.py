@@ -73,22 +73,26 @@ FULL_LOOK = 30.0
 # long as it takes to thread. While the worker's batches come back full,
 # new texts arrive as it threads them and they pile up (a burst: see
 # BURST_BACKLOG), it takes smaller batches and leaves the lock to the
-# webhooks this many times as long as each batch held it: they are
-# answered at once, the worker still threads at about a quarter of its
-# pace, and once they stop coming it catches up at full pace
-# (docs/performance.md). Batches of 50 kept webhooks waiting long enough to
-# show in their p99; 20 thread as fast.
+# webhooks this many times as long as each pass took: they are answered
+# at once, the worker still threads at about a quarter of its pace, and
+# once they stop coming it catches up at full pace (docs/performance.md).
+# The whole pass, sends included: their claims and records take the lock
+# too, and counting the batch alone left the webhooks' p99 at c=64 some
+# 25 ms higher. Batches of 50 kept webhooks waiting long enough to show in
+# their p99; 20 thread as fast.
 GIVE_WAY = 3.0
 BURST_BATCH = 20
-# PostgreSQL writes in parallel, but the worker's batches run in a database
+# PostgreSQL writes in parallel, but the worker's passes run in a database
 # process that its `nice` does not reach, and during a burst they took
-# their share of the cores from the webhooks. There it gives way for twice
-# as long as each batch took, in batches of 100: with no write lock to
-# hold briefly, the larger batch threads a text for about half the CPU of
-# one in a batch of 20, so the webhooks keep their share of the cores
-# while the worker falls less far behind a flow it cannot quite keep up
-# with (docs/performance.md).
-GIVE_WAY_POSTGRES = 2.0
+# their share of the cores from the webhooks. There it gives way for five
+# times as long as each pass took, in batches of 100: with no write lock
+# to hold briefly, the larger batch threads a text for about half the CPU
+# of one in a batch of 20. Each of the workers (serve starts one more than
+# the cores) then works about a sixth of the time while webhooks pour in.
+# Giving way for twice as long as the batch alone took, the p99 at c=64
+# was some 30 ms higher, and a burst was confirmed a tenth faster
+# (docs/performance.md).
+GIVE_WAY_POSTGRES = 5.0
 BURST_BATCH_POSTGRES = 100
 # Giving way is for a burst the worker cannot keep up with anyway. A steady
 # flow of a few hundred texts a second also fills the small batches as they
@@ -470,8 +474,11 @@ class Burst:
         self.behind_until = 0.0  # time.monotonic() until which falling_behind holds
         self.pace = Pace()
 
-    def pause(self, threaded: int, held: float) -> float:
-        """Seconds to leave to the webhooks after a batch: SQLite's write lock, or the cores."""
+    def pause(self, threaded: int, took: float) -> float:
+        """Seconds to leave to the webhooks after a pass: SQLite's write lock, or the cores.
+
+        `threaded`: texts the pass threaded; `took`: seconds it took, sends included.
+        """
         if threaded < self.batch:
             # Whatever wakes the worker next may be the start of a burst.
             self.batch = burst_batch()
@@ -493,7 +500,7 @@ class Burst:
             self.batch = BATCH
             return 0.0
         self.batch = burst_batch()
-        pause = held * (GIVE_WAY if connection.vendor == "sqlite" else GIVE_WAY_POSTGRES)
+        pause = took * (GIVE_WAY if connection.vendor == "sqlite" else GIVE_WAY_POSTGRES)
         self.pace.paused += pause
         return pause
 
@@ -618,6 +625,19 @@ def newest_ids() -> tuple[int, int]:
     return journal or 0, messages or 0
 
 
+def work(burst: Burst, floors: Floors) -> tuple[int, float]:
+    """One pass: a batch threaded, then what is due sent.
+
+    Returns how many texts and messages it took, and the seconds to give
+    way after it (Burst.pause).
+    """
+    floors.keep()
+    started = time.monotonic()
+    threaded = process_inbound(burst.batch, floors.journal)
+    done = threaded + send_due(since=floors.outbox)
+    return done, burst.pause(threaded, time.monotonic() - started)
+
+
 def run(stop: threading.Event) -> None:
     """Work until `stop` is set; the current batch is always finished first."""
     log.info("worker started")
@@ -633,11 +653,7 @@ def run(stop: threading.Event) -> None:
             # something for it; an empty pass would change nothing (Burst
             # is already reset), so skipping it only saves its cost.
             if done or idle.look():
-                floors.keep()
-                started = time.monotonic()
-                threaded = process_inbound(burst.batch, floors.journal)
-                pause = burst.pause(threaded, time.monotonic() - started)
-                done = threaded + send_due(since=floors.outbox)
+                done, pause = work(burst, floors)
                 if pause:
                     stop.wait(pause)
         except DatabaseError:

@@ -366,6 +366,27 @@ def past_a_first_full_batch(
     return burst
 
 
+def test_a_worker_gives_way_for_as_long_as_its_whole_pass_took_sends_included(
+    monkeypatch: pytest.MonkeyPatch, scripted: ScriptedProvider
+) -> None:
+    # Sending takes SQLite's write lock and PostgreSQL's cores as threading does.
+    burst = past_a_first_full_batch(monkeypatch, backlog=1, held=0.0001)
+    burst.batch = 1
+    text("+31611111112", "hello", "second")
+    text("+31611111113", "hello", "third")
+    ticket = Ticket.objects.create(ref=new_ref(), contact=Contact.objects.create(phone="+3161999"))
+    Message.queue(ticket, "stall")
+    releaser = threading.Timer(0.3, scripted.release.set)
+    releaser.start()
+    try:
+        _, pause = worker.work(burst, worker.Floors())
+    finally:
+        releaser.cancel()
+    assert scripted.received["stall"] == 1
+    factor = worker.GIVE_WAY if connection.vendor == "sqlite" else worker.GIVE_WAY_POSTGRES
+    assert pause >= 0.3 * factor
+
+
 def test_a_flow_the_workers_would_keep_up_with_at_full_pace_gets_no_give_way(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
