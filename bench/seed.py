@@ -281,8 +281,10 @@ def batches(gen: Generator, tickets: int, per_ticket: int, long_thread: int) -> 
 
 def migrate(database_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": database_url, "SMSDESK_LOG_LEVEL": "WARNING"}
+    # The command, not `python -m smsdesk`: -m would put the working folder
+    # first on the path, ahead of a tree under comparison in PYTHONPATH.
     subprocess.run(
-        [sys.executable, "-m", "smsdesk", "migrate", "--noinput", "-v0"],
+        [os.path.join(os.path.dirname(sys.executable), "smsdesk"), "migrate", "--noinput", "-v0"],
         env=env,
         check=True,
         stderr=subprocess.DEVNULL,  # the demo-mode system-check warning
