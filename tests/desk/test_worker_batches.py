@@ -384,7 +384,8 @@ def test_a_worker_gives_way_for_as_long_as_its_whole_pass_took_sends_included(
         releaser.cancel()
     assert scripted.received["stall"] == 1
     factor = worker.GIVE_WAY if connection.vendor == "sqlite" else worker.GIVE_WAY_POSTGRES
-    assert pause >= 0.3 * factor
+    # The provider held the send for 0.3 s of it; threading one text takes a few ms.
+    assert pause >= 0.25 * factor
 
 
 def test_a_flow_the_workers_would_keep_up_with_at_full_pace_gets_no_give_way(
