@@ -13,6 +13,8 @@ Other databases get nothing: search then scans, slower but correct.
 
 from django.db import migrations
 
+from ._vendor_sql import run_sql_by_vendor
+
 POSTGRES_FORWARD = [
     # Needs a role that may create extensions (superuser, or trusted pg_trgm on
     # PostgreSQL 13+ for a database owner).
@@ -79,25 +81,9 @@ STATEMENTS = {
 }
 
 
-def run(schema_editor, backward):
-    forward_sql, backward_sql = STATEMENTS.get(schema_editor.connection.vendor, ([], []))
-    for sql in backward_sql if backward else forward_sql:
-        schema_editor.execute(sql, params=None)
-
-
-def forward(apps, schema_editor):
-    run(schema_editor, backward=False)
-
-
-def backward(apps, schema_editor):
-    run(schema_editor, backward=True)
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("desk", "0003_agent_inbox"),
     ]
 
-    operations = [
-        migrations.RunPython(forward, backward, elidable=False),
-    ]
+    operations = [run_sql_by_vendor(STATEMENTS)]

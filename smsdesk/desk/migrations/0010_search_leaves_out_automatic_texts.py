@@ -11,7 +11,11 @@ triggers skip such rows, and the index is refilled from the rows already
 stored without them.
 """
 
+from importlib import import_module
+
 from django.db import migrations
+
+from ._vendor_sql import run_sql_by_vendor
 
 POSTGRES_FORWARD = [
     "DROP INDEX IF EXISTS desk_message_body_trgm",
@@ -49,20 +53,11 @@ SQLITE_FORWARD = [
     "INSERT INTO desk_message_fts (desk_message_fts) VALUES ('delete-all')",
     "INSERT INTO desk_message_fts (rowid, body) SELECT id, body FROM desk_message WHERE purpose = ''",
 ]
+# Back to the triggers as migration 0004 made them, and an index of every row.
+SEARCH_0004 = import_module("smsdesk.desk.migrations.0004_search")
 SQLITE_BACKWARD = [
     *DROP_TRIGGERS,
-    "CREATE TRIGGER desk_message_fts_insert AFTER INSERT ON desk_message BEGIN"
-    " INSERT INTO desk_message_fts (rowid, body) VALUES (new.id, new.body);"
-    " END",
-    "CREATE TRIGGER desk_message_fts_delete AFTER DELETE ON desk_message BEGIN"
-    " INSERT INTO desk_message_fts (desk_message_fts, rowid, body)"
-    " VALUES ('delete', old.id, old.body);"
-    " END",
-    "CREATE TRIGGER desk_message_fts_update AFTER UPDATE OF body ON desk_message BEGIN"
-    " INSERT INTO desk_message_fts (desk_message_fts, rowid, body)"
-    " VALUES ('delete', old.id, old.body);"
-    " INSERT INTO desk_message_fts (rowid, body) VALUES (new.id, new.body);"
-    " END",
+    *(sql for sql in SEARCH_0004.SQLITE_FORWARD if sql.startswith("CREATE TRIGGER desk_message_")),
     "INSERT INTO desk_message_fts (desk_message_fts) VALUES ('rebuild')",
 ]
 
@@ -72,25 +67,9 @@ STATEMENTS = {
 }
 
 
-def run(schema_editor, backward):
-    forward_sql, backward_sql = STATEMENTS.get(schema_editor.connection.vendor, ([], []))
-    for sql in backward_sql if backward else forward_sql:
-        schema_editor.execute(sql, params=None)
-
-
-def forward(apps, schema_editor):
-    run(schema_editor, backward=False)
-
-
-def backward(apps, schema_editor):
-    run(schema_editor, backward=True)
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("desk", "0009_outbox_due_order"),
     ]
 
-    operations = [
-        migrations.RunPython(forward, backward, elidable=False),
-    ]
+    operations = [run_sql_by_vendor(STATEMENTS)]
