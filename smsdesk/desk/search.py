@@ -383,10 +383,11 @@ def remember_common(alias: str, term: Term, found: int) -> None:
 
 
 # SQLite: the FTS5 tables stay in step with desk_message and desk_contact
-# through these triggers (as migrations 0004 and 0010 create them). SQLite drops a
-# table's triggers with the table, and Django rebuilds a table for many
-# AddField and AlterField migrations, so after every migrate they are put
-# back (DeskConfig.ready connects restore_sqlite_triggers to post_migrate).
+# through these triggers (as migrations 0004 and 0010 create them). SQLite
+# drops a table's triggers with the table, and Django rebuilds a table for
+# many AddField and AlterField migrations, so after every migrate they are
+# put back (DeskConfig.ready connects restore_sqlite_triggers to
+# post_migrate).
 SQLITE_TRIGGERS: dict[str, dict[str, str]] = {
     "desk_message_fts": {
         "desk_message_fts_insert": "AFTER INSERT ON desk_message WHEN new.purpose = '' BEGIN"
