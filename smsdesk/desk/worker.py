@@ -51,6 +51,17 @@ BATCH_RETRIES = 3  # a batch that lost a deadlock is tried this many times per p
 # announces: a retry or a lease coming due.
 IDLE_WAIT = 0.05
 FULL_POLL = 1.0
+# A pass costs more than the few texts it threads when they come a few at a
+# time: a busy worker that went straight on after every pass took a text
+# or two each time, and at c=1 spent 1.5–1.9 CPU-ms of its core per text
+# to a ticket that exists (SQLite). So only a pass that threaded GATHER
+# texts, or a whole batch, goes straight on; after a smaller one the worker
+# waits IDLE_WAIT, as an idle one does, and takes what came meanwhile
+# together: 0.24 CPU-ms per such text, three times the webhooks at c=1
+# (one and a half times on PostgreSQL).
+# A worker that falls behind finds GATHER texts at every pass and does not
+# wait at all (docs/performance.md, "What keeping up costs").
+GATHER = 10
 # On PostgreSQL a text threaded, or a message sent, leaves its entry in the
 # partial index it left (inbound_event_pending, message_outbox_due) until a
 # VACUUM takes it out, and a scan from the index's start steps over every
@@ -224,6 +235,11 @@ def send_due(limit: int = SEND_BATCH, since: datetime | None = None) -> int:
     it to end: two HTTP timeouts, well inside the lease. `since`: only
     messages due no earlier (Floors).
     """
+    if not waits(None, first_due(since)):
+        # Nothing due, as after most passes that thread texts to tickets
+        # that exist: no claim, whose transaction costs three statements
+        # and on SQLite a turn at the write lock, which the webhooks wait for.
+        return 0
     provider = providers.outbound()
     sends = Sends(provider)
     finished: list[Outcome] = []
@@ -424,22 +440,33 @@ def first_waiting(
     and every message sent (6–36 ms a poll). The first in index order is a
     step into the index whatever it guesses.
     """
-    inbound, message = InboundEvent._meta, Message._meta
     journal_floor = " AND received_at >= %s" if journal_from else ""
-    outbox_floor = " AND next_attempt_at >= %s" if outbox_from else ""
     sql = (
-        f"SELECT (SELECT received_at FROM {inbound.db_table}"
+        f"SELECT (SELECT received_at FROM {InboundEvent._meta.db_table}"
         f" WHERE processed_at IS NULL AND error = ''{journal_floor}"
-        " ORDER BY received_at, id LIMIT 1),"
-        f" (SELECT next_attempt_at FROM {message.db_table}"
-        f" WHERE next_attempt_at IS NOT NULL{outbox_floor}"
-        " ORDER BY next_attempt_at LIMIT 1)"
+        f" ORDER BY received_at, id LIMIT 1), {first_due_sql(outbox_from)}"
     )
     floors = [floor for floor in (journal_from, outbox_from) if floor]
     with connection.cursor() as cursor:
         cursor.execute(sql, [connection.ops.adapt_datetimefield_value(f) for f in floors])
         pending, due = cursor.fetchone()
     return read_time(pending), read_time(due)
+
+
+def first_due(outbox_from: datetime | None = None) -> datetime | None:
+    """When the first message is due (the outbox half of first_waiting)."""
+    floors = [connection.ops.adapt_datetimefield_value(outbox_from)] if outbox_from else []
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {first_due_sql(outbox_from)}", floors)
+        return read_time(cursor.fetchone()[0])
+
+
+def first_due_sql(outbox_from: datetime | None) -> str:
+    floor = " AND next_attempt_at >= %s" if outbox_from else ""
+    return (
+        f"(SELECT next_attempt_at FROM {Message._meta.db_table}"
+        f" WHERE next_attempt_at IS NOT NULL{floor} ORDER BY next_attempt_at LIMIT 1)"
+    )
 
 
 def read_time(value: datetime | str | None) -> datetime | None:
@@ -625,17 +652,20 @@ def newest_ids() -> tuple[int, int]:
     return journal or 0, messages or 0
 
 
-def work(burst: Burst, floors: Floors) -> tuple[int, float]:
+def work(burst: Burst, floors: Floors) -> tuple[bool, float]:
     """One pass: a batch threaded, then what is due sent.
 
-    Returns how many texts and messages it took, and the seconds to give
-    way after it (Burst.pause).
+    Returns whether to go straight on to the next pass (see GATHER), and
+    the seconds to give way first (Burst.pause).
     """
     floors.keep()
     started = time.monotonic()
-    threaded = process_inbound(burst.batch, floors.journal)
-    done = threaded + send_due(since=floors.outbox)
-    return done, burst.pause(threaded, time.monotonic() - started)
+    batch = burst.batch
+    threaded = process_inbound(batch, floors.journal)
+    sent = send_due(since=floors.outbox)
+    pause = burst.pause(threaded, time.monotonic() - started)
+    more = threaded >= min(GATHER, batch) or sent == SEND_BATCH
+    return more or bool(pause), pause
 
 
 def run(stop: threading.Event) -> None:
@@ -644,16 +674,17 @@ def run(stop: threading.Event) -> None:
     floors = Floors()
     burst = Burst(floors)
     idle = Idle(floors)
-    done = 0
+    more = False
     while not stop.is_set():
         # Cleared before the pass, so work queued during it is not missed.
         work_available.clear()
         try:
-            # Once a pass found nothing, the next runs only when there is
-            # something for it; an empty pass would change nothing (Burst
-            # is already reset), so skipping it only saves its cost.
-            if done or idle.look():
-                done, pause = work(burst, floors)
+            # After a pass that found little, the worker waits as an idle one
+            # does (GATHER), and the next runs only when there is something
+            # for it; an empty pass would change nothing (Burst is already
+            # reset), so skipping it only saves its cost.
+            if more or idle.look():
+                more, pause = work(burst, floors)
                 if pause:
                     stop.wait(pause)
         except DatabaseError:
@@ -661,13 +692,13 @@ def run(stop: threading.Event) -> None:
             # the rows are still pending. Reconnect and try again shortly.
             log.exception("worker pass failed; retrying")
             close_old_connections()
-            done = 0
+            more = False
             stop.wait(1.0)
         except Exception:  # noqa: BLE001 - a bug must not end the worker; the rows stay pending
             log.exception("worker pass failed; retrying")
-            done = 0
+            more = False
             stop.wait(1.0)
         maybe_prune()  # old live events; real work at most once a minute
-        if not done:
+        if not more:
             work_available.wait(IDLE_WAIT)
     log.info("worker stopped")

@@ -1,11 +1,17 @@
-"""The idle worker: one cheap query per poll, and a pass only when there is work."""
+"""The idle worker: one cheap query per poll, and a pass only when there is work.
+
+And a worker that finds little: it lets more gather, and looks before it claims.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from smsdesk.desk import worker
@@ -116,3 +122,100 @@ def sent(message: Message, within: float = WAIT) -> bool:
             return True
         threading.Event().wait(0.05)
     return False
+
+
+def test_a_pass_that_found_a_few_texts_lets_more_gather_before_the_next() -> None:
+    for n in range(worker.GATHER - 1):
+        text(f"+3161000000{n}", "hi", f"few-{n}")
+    assert worker.work(worker.Burst(), worker.Floors()) == (False, 0.0)
+
+    for n in range(worker.GATHER):
+        text(f"+3162000000{n}", "hi", f"many-{n}")
+    assert worker.work(worker.Burst(), worker.Floors()) == (True, 0.0)
+
+
+def test_texts_that_come_after_a_small_pass_are_threaded_together_after_a_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As in `serve`, where webhooks come in other processes and cannot wake the worker."""
+    monkeypatch.setattr(worker, "work_available", threading.Event())
+    monkeypatch.setattr(worker, "IDLE_WAIT", 0.3)
+    monkeypatch.setattr(worker, "FULL_POLL", 3600.0)
+    passes: list[tuple[float, float, int]] = []  # (started, ended, texts threaded)
+    real_inbound = worker.process_inbound
+
+    def three_more() -> None:
+        try:
+            for n in range(3):
+                text(f"+3163000000{n}", "hi", f"more-{n}")
+        finally:
+            connection.close()
+
+    later = threading.Timer(0.05, three_more)
+
+    def inbound(limit: int = worker.BATCH, since: datetime | None = None) -> int:
+        started = time.monotonic()
+        threaded = real_inbound(limit, since)
+        passes.append((started, time.monotonic(), threaded))
+        if len(passes) == 1:
+            later.start()  # while the worker waits
+        return threaded
+
+    monkeypatch.setattr(worker, "process_inbound", inbound)
+    text("+31630000009", "hi", "first")
+    try:
+        with worker_running():
+            for _ in range(int(WAIT / 0.05)):
+                if sum(threaded for _, _, threaded in passes) == 4:
+                    break
+                threading.Event().wait(0.05)
+    finally:
+        later.cancel()
+        later.join(WAIT)
+    # Not a pass at once after the first, which would have found nothing yet.
+    threaded = [n for _, _, n in passes]
+    assert threaded[0] == 1 and sum(threaded) == 4 and 0 not in threaded
+    assert passes[1][0] - passes[0][1] >= worker.IDLE_WAIT
+
+
+def test_a_pass_with_nothing_due_only_looks() -> None:
+    ticket = Ticket.objects.create(ref=new_ref(), contact=Contact.objects.create(phone="+3164"))
+    reply = ticket.reply("Later", author=None)
+    Message.objects.filter(pk=reply.pk).update(next_attempt_at=timezone.now() + timedelta(hours=1))
+    with CaptureQueriesContext(connection) as statements:
+        assert worker.send_due() == 0
+    assert len(statements) == 1
+    assert "FOR UPDATE" not in statements[0]["sql"].upper()  # no claim, nothing locked
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's write lock")
+def test_a_pass_with_nothing_due_leaves_sqlites_write_lock_to_the_webhooks() -> None:
+    held, release, sent = threading.Event(), threading.Event(), []
+
+    def writer() -> None:
+        try:
+            with transaction.atomic():  # IMMEDIATE: the write lock, until release
+                InboundEvent.objects.filter(pk=0).update(error="")
+                held.set()
+                release.wait(WAIT)
+        finally:
+            connection.close()
+
+    def send() -> None:
+        try:
+            sent.append(worker.send_due())
+        finally:
+            connection.close()
+
+    holding, sending = threading.Thread(target=writer), threading.Thread(target=send)
+    holding.start()
+    try:
+        assert held.wait(WAIT)
+        sending.start()
+        sending.join(WAIT / 3)
+        assert sent == [0]  # done while the writer still held the lock
+    finally:
+        release.set()
+        holding.join(WAIT)
+        if sending.ident is not None:  # started
+            sending.join(WAIT)
