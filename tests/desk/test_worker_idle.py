@@ -171,7 +171,8 @@ def test_texts_that_come_after_a_small_pass_are_threaded_together_after_a_wait(
                 threading.Event().wait(0.05)
     finally:
         later.cancel()
-        later.join(WAIT)
+        if later.ident is not None:  # started
+            later.join(WAIT)
     # Not a pass at once after the first, which would have found nothing yet.
     threaded = [n for _, _, n in passes]
     assert threaded[0] == 1 and sum(threaded) == 4 and 0 not in threaded
