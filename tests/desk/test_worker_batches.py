@@ -515,3 +515,74 @@ def test_a_worker_giving_way_during_a_burst_still_threads_all_of_it(
     # nothing new came, and the rest caught up.
     assert [n for n in batches if n] == [5, 5, 3, 5, 5, 2]
     assert len([p for p in pauses if p]) == 1
+
+
+class Looks(threading.Event):
+    """The worker's stop event, counting the looks of a give-way; each wait may bring texts.
+
+    `arrive(n)` is called at the n-th wait (from 1). With `real`, a wait
+    takes its time; without, none, so that only what comes ends the give-way.
+    """
+
+    def __init__(self, arrive: Any = None, real: bool = False) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+        self.arrive = arrive
+        self.real = real
+
+    def wait(self, timeout: float | None = None) -> bool:
+        assert timeout is not None
+        self.waits.append(timeout)
+        stopped = super().wait(timeout) if self.real else self.is_set()
+        if self.arrive is not None:
+            self.arrive(len(self.waits))
+        return stopped
+
+
+def giving_way() -> worker.Burst:
+    """A worker's Burst just after a pass that told it to give way."""
+    burst = worker.Burst()
+    text("+31611111111", "hello", "first")
+    burst.newest = InboundEvent.newest_id()
+    return burst
+
+
+def test_a_worker_giving_way_goes_back_to_work_once_no_text_came_since_its_last_look() -> None:
+    burst = giving_way()
+    looks = Looks()
+    burst.give_way(60.0, looks)
+    # The burst is over: one look found nothing new, and the rest of the
+    # pause is not sat out, nor counted as given way.
+    assert looks.waits == [worker.GIVE_WAY_LOOK]
+    assert burst.pace.paused < 60.0
+
+
+def test_a_worker_giving_way_looks_again_while_texts_keep_coming() -> None:
+    burst = giving_way()
+
+    def arrive(look: int) -> None:
+        if look <= 3:
+            text(f"+3161222000{look}", "hello", f"late {look}")
+
+    looks = Looks(arrive)
+    burst.give_way(60.0, looks)
+    assert looks.waits == [worker.GIVE_WAY_LOOK] * 4
+
+
+def test_a_worker_gives_way_no_longer_than_its_pause_however_many_texts_come() -> None:
+    burst = giving_way()
+    looks = Looks(lambda look: text(f"+316122{look:05d}", "hello", f"late {look}"), real=True)
+    burst.give_way(0.25, looks)
+    assert looks.waits and all(0 < wait <= worker.GIVE_WAY_LOOK for wait in looks.waits)
+    assert sum(looks.waits) <= 0.25 + 0.001  # a wait may end a hair early
+    # It ended only because the pause was over, and the pace counts all of it.
+    assert burst.pace.paused >= 0.25
+
+
+def test_a_worker_told_to_stop_while_giving_way_stops_at_once() -> None:
+    burst = giving_way()
+    looks = Looks(lambda look: text(f"+316122{look:05d}", "hello", f"late {look}"))
+    looks.set()
+    burst.give_way(60.0, looks)
+    # Texts came, but the worker is stopping: no more looks.
+    assert looks.waits == [worker.GIVE_WAY_LOOK]
