@@ -572,7 +572,7 @@ class Burst:
             self.catching_up = True
             return False
         # In the index's order: without it PostgreSQL may plan a scan of the
-        # whole journal (see work_waiting).
+        # whole journal (see first_waiting).
         if not waiting.values_list("id", flat=True)[BURST_BACKLOG - 1 : BURST_BACKLOG]:
             return False
         if self.pace.keeps_up(now, self.newest or 0, oldest[1]):

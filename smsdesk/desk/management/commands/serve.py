@@ -140,7 +140,7 @@ class Command(BaseCommand):
         # Each worker is a child process of its own (`smsdesk worker`): a
         # thread here would be forked into every web process with whatever
         # locks it held. Webhooks from the web processes reach the workers
-        # through their poll of the journal (worker.work_waiting).
+        # through their poll of the journal (worker.Idle).
         if worker_processes is None:
             worker_processes = default_worker_processes(connections["default"].vendor)
         work = [self.start_worker() for _ in range(0 if no_worker else max(0, worker_processes))]
