@@ -130,6 +130,17 @@ MAX_LAG = 10.0
 # thread them at full pace: bursts at c=64 came at least 1.5 times as
 # fast, a steady flow the workers kept up with at most 1.1 times.
 KEEP_UP = 1.25
+# Except in a flood: texts arriving faster than FLOOD a second, twice the
+# flow the workers are built to keep up with, come from a provider
+# replaying its backlog after an outage or from a broadcast answered all
+# at once, not from a support line's own traffic. There the webhooks come
+# first even when the workers could keep up: a provider whose webhooks
+# time out sends them all again, and MAX_LAG still bounds how long a text
+# waits. Texts to existing tickets are cheap to thread (no ticket, no
+# confirmation), and keeping up with a flood of them took the cores from
+# the webhooks: on SQLite their p99 was 32 ms at c=16 and 47–55 ms at
+# c=64, against 11 and 26–32 ms giving way (docs/performance.md).
+FLOOD = 2000.0
 # While giving way the worker threads in batches of BURST_BATCH, and on
 # SQLite a text in a batch of 20 costs its worker three times what it
 # costs in one of 200 (bench/passes.py: 0.80 against 0.26 CPU-ms), so
@@ -600,7 +611,10 @@ class Pace:
         self.verdict: bool | None = None  # from the last whole window; None before one
 
     def keeps_up(self, now: float, newest: int, oldest: int) -> bool | None:
-        """Whether the workers keep up at full pace, by the last whole window; None: unknown yet."""
+        """Whether the workers keep up at full pace with a flow short of a FLOOD.
+
+        By the last whole window; None: unknown yet.
+        """
         if self.mark is None:
             self.mark, self.paused = (now, newest, oldest), 0.0
             return None
@@ -610,7 +624,7 @@ class Pace:
             working = max(span - self.paused, span / 10)
             arriving = (newest - newest_then) / span
             full_pace = (oldest - oldest_then) / working * (burst_cost() if self.paused else 1.0)
-            self.verdict = arriving <= full_pace * KEEP_UP
+            self.verdict = arriving <= min(full_pace * KEEP_UP, FLOOD)
             self.mark, self.paused = (now, newest, oldest), 0.0
         return self.verdict
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import uuid
 from collections import Counter
@@ -391,6 +392,9 @@ def test_a_worker_gives_way_for_as_long_as_its_whole_pass_took_sends_included(
 def test_a_flow_the_workers_would_keep_up_with_at_full_pace_gets_no_give_way(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Its windows last a few milliseconds, in which two texts may come
+    # faster than a flood (see the test of FLOOD below).
+    monkeypatch.setattr(worker, "FLOOD", math.inf)
     burst = past_a_first_full_batch(monkeypatch, backlog=2, held=0.0001)
     text("+31611111112", "hello", "a2")
     text("+31611111113", "hello", "a3")
@@ -436,6 +440,17 @@ def test_on_sqlite_the_small_batches_of_giving_way_count_at_what_they_cost() -> 
     pace.paused = 0.6
     expected = connection.vendor == "sqlite"
     assert pace.keeps_up(1.0, newest=2000, oldest=960) is expected
+
+
+def test_a_flood_gets_give_way_even_from_workers_that_would_keep_up_with_it() -> None:
+    pace = worker.Pace()
+    pace.keeps_up(0.0, newest=1000, oldest=800)
+    # Just short of a flood, and the workers thread faster than it comes: full pace.
+    assert pace.keeps_up(1.0, newest=1000 + 1900, oldest=800 + 3000) is True
+    # Past it, the webhooks come first though the workers could keep up.
+    assert pace.keeps_up(2.0, newest=2900 + 2100, oldest=3800 + 3000) is False
+    # And the flood's end is told by the next whole window.
+    assert pace.keeps_up(3.0, newest=5000 + 500, oldest=6800 + 3000) is True
 
 
 def test_a_worker_whose_oldest_text_waited_too_long_catches_up_at_full_pace(
