@@ -23,9 +23,9 @@ from django.db import connections
 # (bench/, issue 3); smsdesk.live.gate keeps it to that many, but for
 # webhooks and /healthz, which use no connection of their own. On
 # PostgreSQL one more: a webhook's journal statement runs in a database
-# process, and while a web process waits for it a third one keeps the
-# cores busy. On 2 cores at c=64 the webhooks' p99 was lower in 7 of 8
-# rounds (median 39 against 48 ms, none above 50 against 2) for six more
+# process, and while a web process waits for it the extra one keeps the
+# cores busy. On 2 cores at c=64 the webhooks' p99 was lower with three
+# in 7 of 8 alternating rounds (median 39 against 48 ms) for six more
 # database connections and some 75 MB; on SQLite, whose statements run
 # in the web process itself, a third one changed nothing
 # (docs/performance.md).
