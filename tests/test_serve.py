@@ -12,10 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from smsdesk.desk.management.commands.serve import (
-    default_web_processes,
-    default_worker_processes,
-)
+from smsdesk.desk.management.commands.serve import default_worker_processes
 from tests.subprocesses import SMSDESK, WAIT, free_port, subprocess_env, wait_for
 
 
@@ -69,11 +66,6 @@ def workers(pids: set[int]) -> list[int]:
 def test_postgresql_gets_a_worker_more_than_the_cpus_and_sqlite_one() -> None:
     assert default_worker_processes("postgresql") == (os.cpu_count() or 1) + 1
     assert default_worker_processes("sqlite") == 1
-
-
-def test_postgresql_gets_a_web_process_more_than_the_cpus_and_sqlite_one_per_cpu() -> None:
-    assert default_web_processes("postgresql") == (os.cpu_count() or 1) + 1
-    assert default_web_processes("sqlite") == (os.cpu_count() or 1)
 
 
 @pytest.mark.parametrize(("option", "expected"), [([], 1), (["--worker-processes", "2"], 2)])

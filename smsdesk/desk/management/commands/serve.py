@@ -21,16 +21,8 @@ from django.db import connections
 # Web processes: Python runs one request at a time per process, so one per
 # core, with a few requests at once in each to overlap database waits
 # (bench/, issue 3); smsdesk.live.gate keeps it to that many, but for
-# webhooks and /healthz, which use no connection of their own. On
-# PostgreSQL one more: a webhook's journal statement runs in a database
-# process, and while a web process waits for it the extra one keeps the
-# cores busy. On 2 cores at c=64 the webhooks' p99 was lower with three
-# in 7 of 8 alternating rounds (median 39 against 48 ms) for six more
-# database connections and some 75 MB; on SQLite, whose statements run
-# in the web process itself, a third one changed nothing
-# (docs/performance.md).
+# webhooks and /healthz, which use no connection of their own.
 DEFAULT_WORKERS = os.cpu_count() or 1
-DEFAULT_WORKERS_POSTGRES = DEFAULT_WORKERS + 1
 DEFAULT_THREADS = 4
 # A live connection (the inbox's Server-Sent Events) holds a server thread
 # for as long as its page is open, but only waits: these threads come on top
@@ -65,11 +57,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--workers",
             type=int,
-            default=None,
-            help=(
-                f"web processes (default: one per CPU, here {DEFAULT_WORKERS}; on PostgreSQL"
-                f" one more, here {DEFAULT_WORKERS_POSTGRES})"
-            ),
+            default=DEFAULT_WORKERS,
+            help=f"web processes (default: one per CPU, here {DEFAULT_WORKERS})",
         )
         parser.add_argument(
             "--threads",
@@ -106,7 +95,7 @@ class Command(BaseCommand):
         *args: Any,
         host: str,
         port: int,
-        workers: int | None,
+        workers: int,
         threads: int,
         streams: int,
         worker_processes: int | None,
@@ -123,9 +112,6 @@ class Command(BaseCommand):
         # database connection.
         connections.close_all()
 
-        vendor = connections["default"].vendor
-        if workers is None:
-            workers = default_web_processes(vendor)
         workers, threads, streams = max(1, workers), max(1, threads), max(0, streams)
         # Read by the web processes, which inherit this environment.
         os.environ["SMSDESK_REQUEST_SLOTS"] = str(threads)
@@ -156,7 +142,7 @@ class Command(BaseCommand):
         # locks it held. Webhooks from the web processes reach the workers
         # through their poll of the journal (worker.Idle).
         if worker_processes is None:
-            worker_processes = default_worker_processes(vendor)
+            worker_processes = default_worker_processes(connections["default"].vendor)
         work = [self.start_worker() for _ in range(0 if no_worker else max(0, worker_processes))]
         shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
         self.stdout.write(f"smsdesk is running on http://{shown}:{port}/ ({self.mode()})")
@@ -206,10 +192,6 @@ class Command(BaseCommand):
         self.stdout.write(
             "  (shown once; change it at /django-admin/ or with `smsdesk changepassword admin`)"
         )
-
-
-def default_web_processes(vendor: str) -> int:
-    return DEFAULT_WORKERS_POSTGRES if vendor == "postgresql" else DEFAULT_WORKERS
 
 
 def default_worker_processes(vendor: str) -> int:
