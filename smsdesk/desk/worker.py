@@ -565,10 +565,11 @@ class Burst:
         self.pace.paused += time.monotonic() - started
 
     def falling_behind(self) -> bool:
-        """Whether the backlog is a burst to give way to (see BURST_BACKLOG, KEEP_UP).
+        """Whether the backlog is a burst to give way to (see BURST_BACKLOG, KEEP_UP, FLOOD).
 
         That is: BURST_BACKLOG texts wait, none of them yet for MAX_LAG, and
-        they arrive faster than the workers could thread them at full pace.
+        they arrive faster than the workers could thread them at full pace,
+        or faster than FLOOD.
         """
         if self.catching_up:
             return False
