@@ -38,6 +38,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 # 32,766, and a statement this long is already far past what batching buys.
 MAX_ROWS = 64
 
+# (connection, each row's values) → the SQL and parameters of one INSERT of them all
+Statement = Callable[[BaseDatabaseWrapper, list[Sequence[Any]]], tuple[str, Sequence[Any]]]
+
 
 @dataclass(eq=False)
 class Row:
@@ -55,8 +58,8 @@ class Row:
 class Journal:
     """The rows waiting in one process, and whether one of its threads is writing."""
 
-    def __init__(self, insert: Callable[[str, int], str]) -> None:
-        self.insert = insert  # (vendor, rows) → the SQL of an INSERT of that many rows
+    def __init__(self, statement: Statement) -> None:
+        self.statement = statement
         self.mutex = threading.Lock()
         self.queue: list[Row] = []
         self.writing = False
@@ -143,8 +146,7 @@ class Journal:
         return errors
 
     def execute(self, connection: BaseDatabaseWrapper, rows: list[Row]) -> None:
-        values = [value for row in rows for value in row.values]
-        journal_execute(connection, self.insert(connection.vendor, len(rows)), values)
+        journal_execute(connection, *self.statement(connection, [row.values for row in rows]))
 
 
 def journal_execute(connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any]) -> None:

@@ -12,10 +12,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, connections
+from django.utils.timezone import now as django_now
 
 from smsdesk.sms.journal import Journal, Row
 from smsdesk.sms.models import InboundEvent, journal
@@ -26,8 +28,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 WAIT = 30.0  # seconds; a bound on every wait, never a pass/fail threshold
 
 
-def sms(key: str, text: str | None = "hello") -> InboundSms:
-    return InboundSms(sender="+31612345678", recipient="", text=text, key=key)  # type: ignore[arg-type]
+def sms(key: str, text: str | None = "hello", sent_at: datetime | None = None) -> InboundSms:
+    return InboundSms(sender="+31612345678", recipient="", text=text, key=key, sent_at=sent_at)  # type: ignore[arg-type]
 
 
 def stored(key: str) -> bool:
@@ -50,15 +52,21 @@ def fresh_cursor() -> Iterator[Any]:
 class Webhook(threading.Thread):
     """One webhook's store, on a thread (and database connection) of its own."""
 
-    def __init__(self, key: str, text: str | None = "hello") -> None:
+    def __init__(
+        self,
+        key: str,
+        text: str | None = "hello",
+        raw: dict[str, object] | None = None,
+        sent_at: datetime | None = None,
+    ) -> None:
         super().__init__(daemon=True)
-        self.key, self.text = key, text
+        self.key, self.text, self.raw, self.sent_at = key, text, raw or {}, sent_at
         self.error: BaseException | None = None
         self.seen_stored: bool | None = None  # was the row committed when it returned?
 
     def run(self) -> None:
         try:
-            InboundEvent.record("messagebird", sms(self.key, self.text), raw={})
+            InboundEvent.record("messagebird", sms(self.key, self.text, self.sent_at), self.raw)
             self.seen_stored = stored(self.key)
         except BaseException as exc:  # noqa: BLE001 - the test reads it
             self.error = exc
@@ -158,6 +166,55 @@ def test_a_duplicate_delivery_in_the_same_statement_is_stored_once(
     assert writes.sizes == [1, 2]
     assert [(w.error, w.seen_stored) for w in twice] == [(None, True)] * 2
     assert InboundEvent.objects.filter(key="same-id").count() == 1
+
+
+def test_rows_written_together_are_stored_as_each_webhook_sent_them(writes: Writes) -> None:
+    first = Webhook("first")
+    texts = [
+        "Wáár is mijn pakket? 📦",
+        'a "quote" and a \\ backslash',
+        "tab\tand\nnewline",
+        "{}",
+        "",
+    ]
+    moments = [
+        None,
+        datetime(2026, 3, 29, 1, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 3, 29, 3, 0, 0, 1, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+        datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC),
+    ]
+    others = [
+        Webhook(f"varied-{n}", text, {"body": text, "n": n, "list": [1.5, None, True]}, moment)
+        for n, (text, moment) in enumerate(zip(texts, moments, strict=True))
+    ]
+    writes.queue_behind(first, others)
+    writes.released.set()
+    finish([first, *others])
+
+    assert writes.sizes == [1, len(others)]
+    for webhook in others:
+        event = InboundEvent.objects.get(key=webhook.key)
+        assert (event.text, event.raw, event.sent_at) == (
+            webhook.text,
+            webhook.raw,
+            webhook.sent_at,
+        )
+        assert (event.sender, event.recipient, event.processed_at, event.error) == (
+            "+31612345678",
+            "",
+            None,
+            "",
+        )
+        assert abs(event.received_at - django_now()).total_seconds() < WAIT
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's statement only")
+def test_the_postgresql_statement_is_the_same_text_for_any_number_of_rows() -> None:
+    row = ("messagebird", "key", "+31612345678", "", "hello", None, {}, django_now(), None, "")
+    one, sixty_four = (InboundEvent.insert_statement(connection, [row] * n) for n in (1, 64))
+    assert one[0] == sixty_four[0]
+    assert (len(one[1]), len(sixty_four[1])) == (1, 1)
 
 
 def test_a_webhook_alone_writes_its_row_at_once(writes: Writes) -> None:
