@@ -20,7 +20,7 @@ from django.db import DatabaseError, IntegrityError, connection, connections
 from django.utils.timezone import now as django_now
 
 from smsdesk.sms.journal import Journal, Row
-from smsdesk.sms.models import InboundEvent, journal
+from smsdesk.sms.models import JSON_ABOVE, InboundEvent, journal
 from smsdesk.sms.providers import InboundSms
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -135,11 +135,10 @@ def test_webhooks_that_arrive_during_a_write_share_the_next_statement(
     assert InboundEvent.objects.count() == 13
 
 
-def test_a_row_the_database_refuses_fails_only_its_own_webhook(
-    writes: Writes,
-) -> None:
+@pytest.mark.parametrize("rows", [JSON_ABOVE, JSON_ABOVE + 2])
+def test_a_row_the_database_refuses_fails_only_its_own_webhook(writes: Writes, rows: int) -> None:
     first = Webhook("first")
-    good = [Webhook(f"good-{n}") for n in range(3)]
+    good = [Webhook(f"good-{n}") for n in range(rows - 1)]
     bad = Webhook("bad", text=None)  # the text column is NOT NULL
     writes.queue_behind(first, [good[0], bad, *good[1:]])
 
@@ -148,9 +147,9 @@ def test_a_row_the_database_refuses_fails_only_its_own_webhook(
 
     assert isinstance(bad.error, IntegrityError)
     assert not stored("bad")
-    assert [(w.error, w.seen_stored) for w in [first, *good]] == [(None, True)] * 4
+    assert [(w.error, w.seen_stored) for w in [first, *good]] == [(None, True)] * rows
     # The shared statement failed, then each of its rows was tried alone.
-    assert writes.sizes == [1, 4, 1, 1, 1, 1]
+    assert writes.sizes == [1, rows] + [1] * rows
 
 
 def test_a_duplicate_delivery_in_the_same_statement_is_stored_once(
@@ -168,7 +167,11 @@ def test_a_duplicate_delivery_in_the_same_statement_is_stored_once(
     assert InboundEvent.objects.filter(key="same-id").count() == 1
 
 
-def test_rows_written_together_are_stored_as_each_webhook_sent_them(writes: Writes) -> None:
+# Up to JSON_ABOVE rows a VALUES list, more as one JSON document on PostgreSQL.
+@pytest.mark.parametrize("rows", [JSON_ABOVE, JSON_ABOVE + 2])
+def test_rows_written_together_are_stored_as_each_webhook_sent_them(
+    writes: Writes, rows: int
+) -> None:
     first = Webhook("first")
     texts = [
         "Wáár is mijn pakket? 📦",
@@ -176,6 +179,8 @@ def test_rows_written_together_are_stored_as_each_webhook_sent_them(writes: Writ
         "tab\tand\nnewline",
         "{}",
         "",
+        "%s and %(name)s are no placeholders here",
+        "日本語のテキスト",
     ]
     moments = [
         None,
@@ -183,10 +188,13 @@ def test_rows_written_together_are_stored_as_each_webhook_sent_them(writes: Writ
         datetime(2026, 3, 29, 3, 0, 0, 1, tzinfo=timezone(timedelta(hours=2))),
         datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
         datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(2026, 6, 1, 12, tzinfo=UTC),
+        None,
     ]
     others = [
         Webhook(f"varied-{n}", text, {"body": text, "n": n, "list": [1.5, None, True]}, moment)
         for n, (text, moment) in enumerate(zip(texts, moments, strict=True))
+        if n < rows
     ]
     writes.queue_behind(first, others)
     writes.released.set()
@@ -210,11 +218,12 @@ def test_rows_written_together_are_stored_as_each_webhook_sent_them(writes: Writ
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's statement only")
-def test_the_postgresql_statement_is_the_same_text_for_any_number_of_rows() -> None:
+def test_postgresql_gets_many_rows_as_one_statement_text_with_one_parameter() -> None:
     row = ("messagebird", "key", "+31612345678", "", "hello", None, {}, django_now(), None, "")
-    one, sixty_four = (InboundEvent.insert_statement(connection, [row] * n) for n in (1, 64))
-    assert one[0] == sixty_four[0]
-    assert (len(one[1]), len(sixty_four[1])) == (1, 1)
+    few, many, most = (InboundEvent.insert_statement(connection, [row] * n) for n in (5, 6, 64))
+    assert "VALUES" in few[0] and len(few[1]) == 50
+    assert many[0] == most[0]
+    assert (len(many[1]), len(most[1])) == (1, 1)
 
 
 def test_a_webhook_alone_writes_its_row_at_once(writes: Writes) -> None:
