@@ -182,17 +182,19 @@ class InboundEvent(models.Model):
     @functools.cache
     def insert_json_sql(cls) -> str:
         """PostgreSQL's INSERT of the rows of one JSON document (json_rows)."""
-        quote = connections[router.db_for_write(cls)].ops.quote_name
-        columns = ", ".join(quote(column) for column in cls.insert_columns())
-        table = quote(cls._meta.db_table)
-        return cls.insert_from(f"SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s)")
+        return cls.insert_from("SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s)")
 
     @classmethod
     def insert_from(cls, rows_sql: str) -> str:
+        """INSERT … ON CONFLICT DO NOTHING of the rows that `rows_sql` gives.
+
+        `rows_sql` may name the quoted {columns} and {table}.
+        """
         quote = connections[router.db_for_write(cls)].ops.quote_name
         columns = ", ".join(quote(column) for column in cls.insert_columns())
+        table = quote(cls._meta.db_table)
         return (
-            f"INSERT INTO {quote(cls._meta.db_table)} ({columns}) {rows_sql}"
+            f"INSERT INTO {table} ({columns}) {rows_sql.format(columns=columns, table=table)}"
             f" ON CONFLICT ({quote('provider')}, {quote('key')}) DO NOTHING"
         )
 
