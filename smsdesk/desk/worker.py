@@ -141,6 +141,20 @@ KEEP_UP = 1.25
 # the webhooks: on SQLite their p99 was 32 ms at c=16 and 47–55 ms at
 # c=64, against 11 and 26–32 ms giving way (docs/performance.md).
 FLOOD = 2000.0
+# A flood the worker keeps up with can hide itself on SQLite. Batches that
+# hold the write lock most of the time hold the webhooks back, and a
+# provider (or wrk) that sends a few at a time then gets them answered no
+# faster than the worker threads them: fewer than FLOOD a second, never
+# BURST_BACKLOG waiting, so the worker sees a flow it keeps up with and
+# never gives way. At c=16 a run of new numbers settled there in about one
+# run of four: 1,434–1,480 webhooks/s against 3,400–4,300
+# (docs/performance.md). So a worker that has worked without a lull for
+# PROBE_EVERY seconds steps aside once for PROBE seconds, time enough for
+# a flow of FLOOD a second to leave BURST_BACKLOG waiting; a flood that
+# was held back then shows itself, and a flow it keeps up with costs its
+# texts that much more wait once in a while.
+PROBE_EVERY = 1.0
+PROBE = 0.1
 # While giving way the worker threads in batches of BURST_BATCH, and on
 # SQLite a text in a batch of 20 costs its worker three times what it
 # costs in one of 200 (bench/passes.py: 0.80 against 0.26 CPU-ms), so
@@ -521,12 +535,20 @@ class Burst:
         self.catching_up = False  # the oldest text waited MAX_LAG: full pace until none waits
         self.behind_until = 0.0  # time.monotonic() until which falling_behind holds
         self.pace = Pace()
+        # time.monotonic() since which it has worked at full pace without a
+        # lull; None while it waits for texts (see PROBE_EVERY).
+        self.busy_since: float | None = None
 
     def pause(self, threaded: int, took: float) -> float:
         """Seconds to leave to the webhooks after a pass: SQLite's write lock, or the cores.
 
         `threaded`: texts the pass threaded; `took`: seconds it took, sends included.
         """
+        now = time.monotonic()
+        if threaded < GATHER:
+            self.busy_since = None  # it waits for texts now: nothing held back
+        elif self.busy_since is None:
+            self.busy_since = now
         if threaded < self.batch:
             # Whatever wakes the worker next may be the start of a burst.
             self.batch = burst_batch()
@@ -534,7 +556,7 @@ class Burst:
             self.catching_up = False
             self.behind_until = 0.0
             self.pace = Pace()
-            return 0.0
+            return self.probe(now)
         newest, self.newest = self.newest, InboundEvent.newest_id()
         if newest is None:
             # The first full batch after a lull. A backlog that was already
@@ -546,9 +568,21 @@ class Burst:
             # A backlog but nothing new, texts coming but not piling up, or
             # the oldest has waited MAX_LAG: full pace.
             self.batch = BATCH
-            return 0.0
+            # Only texts still coming may be a flood held back, not a backlog.
+            return self.probe(now) if self.newest > newest else 0.0
         self.batch = burst_batch()
+        self.busy_since = now  # while it gives way, webhooks are not held back
         return took * (GIVE_WAY if connection.vendor == "sqlite" else GIVE_WAY_POSTGRES)
+
+    def probe(self, now: float) -> float:
+        """Seconds to step aside after PROBE_EVERY at full pace, for a flood to show (PROBE)."""
+        if self.busy_since is None or self.catching_up or now - self.busy_since < PROBE_EVERY:
+            return 0.0
+        self.busy_since = now
+        # The step aside is no give-way to scale the pace by, and what piles
+        # up during it is to be told afresh, as at the start of a burst.
+        self.pace = Pace()
+        return PROBE
 
     def give_way(self, pause: float, stop: threading.Event) -> None:
         """Wait up to `pause` seconds, or until no text came for a GIVE_WAY_LOOK."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -496,6 +497,91 @@ def test_a_worker_falling_behind_looks_at_the_backlog_again_only_after_a_while(
     InboundEvent.objects.update(processed_at=timezone.now())
     text("+31611111114", "hello", "fourth")
     assert burst.pause(burst.batch, 0.04) == 0.0
+
+
+def busy_for_a_while(burst: worker.Burst) -> None:
+    """As if the worker had worked without a lull for PROBE_EVERY seconds already."""
+    assert burst.busy_since is not None
+    burst.busy_since -= worker.PROBE_EVERY
+
+
+def test_a_worker_busy_without_a_lull_steps_aside_now_and_then_for_a_held_back_flood_to_show() -> (
+    None
+):
+    burst = worker.Burst()
+    # Passes that find texts enough to go straight on, but fewer than a
+    # batch: the worker keeps up, or holds the webhooks back.
+    assert burst.pause(worker.GATHER, 0.01) == 0.0
+    busy_for_a_while(burst)
+    assert burst.pause(worker.GATHER, 0.01) == worker.PROBE
+    # Once; the next is PROBE_EVERY away.
+    assert burst.pause(worker.GATHER, 0.01) == 0.0
+    busy_for_a_while(burst)
+    assert burst.pause(worker.GATHER, 0.01) == worker.PROBE
+
+
+def test_a_worker_that_waits_for_texts_between_passes_never_steps_aside() -> None:
+    burst = worker.Burst()
+    assert burst.pause(worker.GATHER, 0.01) == 0.0
+    busy_for_a_while(burst)
+    # A pass that found too few to go straight on: the worker waits for
+    # texts, so nothing is held back, and the clock starts again after it.
+    assert burst.pause(worker.GATHER - 1, 0.01) == 0.0
+    assert burst.busy_since is None
+    assert burst.pause(worker.GATHER, 0.01) == 0.0
+
+
+def test_a_worker_catching_up_on_a_backlog_that_no_longer_grows_does_not_step_aside() -> None:
+    burst = worker.Burst()
+    text("+31611111111", "hello", "first")
+    assert burst.pause(worker.BATCH, 0.04) == 0.0
+    busy_for_a_while(burst)
+    # Full batches, nothing new: a backlog, not a flood held back.
+    assert burst.pause(worker.BATCH, 0.04) == 0.0
+    # Texts still coming, at a pace it keeps up with: it steps aside.
+    text("+31611111112", "hello", "second")
+    assert burst.pause(worker.BATCH, 0.04) == worker.PROBE
+
+
+def test_what_piles_up_while_the_worker_steps_aside_is_a_burst_it_gives_way_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker, "BURST_BACKLOG", 3)
+    sqlite = connection.vendor == "sqlite"
+    give_way = 0.04 * (worker.GIVE_WAY if sqlite else worker.GIVE_WAY_POSTGRES)
+    burst = worker.Burst()
+    text("+31611111111", "hello", "first")
+    assert burst.pause(worker.BATCH, 0.04) == 0.0
+    # Its window, still open, says the workers keep up with what comes…
+    burst.pace.mark, burst.pace.verdict = (time.monotonic(), 0, 0), True
+    text("+31611111112", "hello", "second")
+    busy_for_a_while(burst)
+    assert burst.pause(worker.BATCH, 0.04) == worker.PROBE
+    # …but while it stepped aside, texts piled up to BURST_BACKLOG: told
+    # afresh, as at a burst's start, they are one to give way to.
+    text("+31611111113", "hello", "third")
+    assert burst.pause(worker.BATCH, 0.04) == give_way
+    assert burst.batch == worker.burst_batch()
+
+
+def test_a_worker_giving_way_or_catching_up_after_a_long_wait_does_not_step_aside(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    burst = past_a_first_full_batch(monkeypatch, backlog=1, held=0.04)
+    text("+31611111112", "hello", "second")
+    busy_for_a_while(burst)
+    give_way = burst.pause(worker.BATCH, 0.04)
+    assert give_way > 0.0 and give_way != worker.PROBE
+    # Giving way starts the clock again: nothing is held back meanwhile.
+    burst.behind_until = 0.0
+    InboundEvent.objects.filter(key="first").update(
+        received_at=timezone.now() - timedelta(seconds=worker.MAX_LAG)
+    )
+    text("+31611111113", "hello", "third")
+    busy_for_a_while(burst)
+    # The oldest waited MAX_LAG: full pace until it has caught up, no pause.
+    assert burst.pause(burst.batch, 0.04) == 0.0
+    assert burst.catching_up
 
 
 def test_a_worker_giving_way_during_a_burst_still_threads_all_of_it(
