@@ -146,11 +146,12 @@ FLOOD = 2000.0
 # provider (or wrk) that sends a few at a time then gets them answered no
 # faster than the worker threads them: fewer than FLOOD a second, never
 # BURST_BACKLOG waiting, so the worker sees a flow it keeps up with and
-# never gives way. At c=16 a run of new numbers settled there in about one
-# run of four: 1,434–1,480 webhooks/s against 3,400–4,300
-# (docs/performance.md). So a worker that has worked without a lull for
-# PROBE_EVERY seconds steps aside once for PROBE seconds, time enough for
-# a flow of FLOOD a second to leave BURST_BACKLOG waiting; a flood that
+# never gives way. At c=16 a 5-second run of new numbers settled there
+# throughout in about one run of six (1,434–1,545 webhooks/s against
+# 3,400–4,400), and for part of it in one of four (docs/performance.md).
+# So a worker that has worked without a lull for PROBE_EVERY seconds, with
+# texts still coming, steps aside once for PROBE seconds: time enough for
+# a flow of FLOOD a second to leave BURST_BACKLOG waiting. A flood that
 # was held back then shows itself, and a flow it keeps up with costs its
 # texts that much more wait once in a while.
 PROBE_EVERY = 1.0
